@@ -1,0 +1,91 @@
+"""ganframe: a plugin-based GAN framework on TensorFlow and Keras 3.
+
+This module is the public API: plugins, built-ins included, import only what
+``__all__`` lists. Names that need TensorFlow (training, the engine, runs) are
+imported on first use, so listing plugins or validating a config stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ganframe.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from ganframe.config import RunConfig, resolve_config
+from ganframe.contract import (
+    CONTRACT_VERSION,
+    KINDS,
+    AdversarialLoss,
+    Augmentation,
+    CallbackContext,
+    Component,
+    DataContext,
+    DataSpec,
+    FeatureExtractor,
+    ImageData,
+    Metric,
+    Networks,
+    NoOptions,
+    Options,
+    Penalty,
+)
+from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, RunError
+from ganframe.files import atomic_write
+from ganframe.hookspecs import hookimpl, hookspec
+from ganframe.images import save_image_grid
+from ganframe.plugins import get_registry, load_plugins
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported (with TensorFlow) on first access.
+_LAZY = {
+    "GAN": "ganframe.engine",
+    "input_gradients": "ganframe.engine",
+    "Run": "ganframe.run",
+    "train": "ganframe.run",
+    "load_run": "ganframe.run",
+}
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "KINDS",
+    "AdversarialLoss",
+    "Augmentation",
+    "CallbackContext",
+    "Component",
+    "ConfigError",
+    "DataContext",
+    "DataError",
+    "DataSpec",
+    "FeatureExtractor",
+    "GanframeError",
+    "ImageData",
+    "Metric",
+    "Networks",
+    "NoOptions",
+    "Options",
+    "Penalty",
+    "PluginError",
+    "RunConfig",
+    "RunError",
+    "__version__",
+    "atomic_write",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_plugins",
+    "resolve_config",
+    "save_checkpoint",
+    "save_image_grid",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ganframe' has no attribute {name!r}")

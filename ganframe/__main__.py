@@ -1,0 +1,3 @@
+from ganframe.cli import main
+
+main()

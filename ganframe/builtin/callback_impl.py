@@ -1,0 +1,104 @@
+"""Keras callback classes behind the built-in callback components."""
+
+from __future__ import annotations
+
+import csv
+import time
+from typing import Any
+
+import keras
+
+from ganframe import CallbackContext, save_checkpoint, save_image_grid
+
+
+class _Periodic(keras.callbacks.Callback):
+    """Acts when the global step crosses a multiple of ``every`` (robust to steps_per_execution)."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self.last_step = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.last_step = self.model.global_step
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.every:
+            return
+        step = self.model.global_step
+        if step // self.every > self.last_step // self.every:
+            self.act(step, logs or {})
+        self.last_step = step
+
+    def act(self, step: int, logs: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SampleGrid(_Periodic):
+    """Saves ``samples/step_<N>.png`` from the same noise each time, so grids compare over training."""
+
+    def __init__(self, context: CallbackContext, options: Any) -> None:
+        super().__init__(options.every)
+        self.directory = context.run_dir / "samples"
+        self.n = options.n
+        self.seed = context.seed if options.seed is None else options.seed
+        self.saved_step = -1
+
+    def act(self, step: int, logs: dict[str, Any]) -> None:
+        images = self.model.generate(self.n, seed=self.seed)
+        save_image_grid(images, self.directory / f"step_{step:07d}.png", self.model.output_range,
+                        columns=self.model.num_classes if self.model.conditional else None)
+        self.saved_step = step
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        step = self.model.global_step
+        if self.every and step != self.saved_step and step > 0:
+            self.act(step, logs or {})
+
+
+class Checkpoint(_Periodic):
+    """Writes ``checkpoints/ckpt-<step>.npz`` every N steps and when training ends, keeping the newest K."""
+
+    def __init__(self, context: CallbackContext, options: Any) -> None:
+        super().__init__(options.every)
+        self.directory = context.run_dir / "checkpoints"
+        self.keep = options.keep
+        self.saved_step = -1
+
+    def act(self, step: int, logs: dict[str, Any]) -> None:
+        save_checkpoint(self.model, self.directory, keep=self.keep)
+        self.saved_step = step
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        step = self.model.global_step
+        if step != self.saved_step:
+            self.act(step, logs or {})
+
+
+class MetricsLog(_Periodic):
+    """Appends one row per interval to ``metrics.csv``: the metrics' means over that interval."""
+
+    def __init__(self, context: CallbackContext, options: Any) -> None:
+        super().__init__(options.every)
+        self.path = context.run_dir / "metrics.csv"
+        self.columns: list[str] | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self.clock = time.perf_counter()
+        self.clock_step = self.last_step
+        self.model.reset_metrics()
+
+    def act(self, step: int, logs: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        row = {"step": step, "steps_per_s": (step - self.clock_step) / max(now - self.clock, 1e-9)}
+        row.update({name: float(value) for name, value in logs.items()})
+        if self.columns is None:
+            self.columns = list(row)
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                with open(self.path, "w", newline="") as handle:
+                    csv.writer(handle).writerow(self.columns)
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow([f"{row.get(c, float('nan')):.6g}" if c != "step" else step for c in self.columns])
+        self.clock, self.clock_step = now, step
+        self.model.reset_metrics()

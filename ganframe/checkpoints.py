@@ -1,0 +1,136 @@
+"""Checkpoints: every variable a run needs to continue exactly, in one verified ``.npz``.
+
+A checkpoint holds both networks' weights (BatchNorm statistics included),
+both optimizers' slots and iteration counters, and the engine's random seed
+state, in a fixed order, plus a manifest (step, shapes, SHA-256 of the
+arrays). It is written atomically; loading checks the manifest, so a
+truncated or corrupted file is reported by name instead of half-restoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganframe.errors import RunError
+from ganframe.files import atomic_write
+
+FORMAT = "ganframe-checkpoint/1"
+_STEP = re.compile(r"^ckpt-(\d+)\.npz$")
+
+
+def _groups(gan: Any) -> dict[str, list[Any]]:
+    return {
+        "generator": list(gan.generator.weights),
+        "discriminator": list(gan.discriminator.weights),
+        "g_optimizer": list(gan.g_optimizer.variables),
+        "d_optimizer": list(gan.d_optimizer.variables),
+        "seed": [gan.seed_generator.state],
+    }
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    sha = hashlib.sha256()
+    for key in sorted(arrays):
+        sha.update(key.encode())
+        sha.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return sha.hexdigest()
+
+
+def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) -> Path:
+    """Write ``gan``'s complete training state as ``directory/ckpt-<step>.npz``, atomically.
+
+    With ``keep``, only the newest ``keep`` checkpoints remain afterwards.
+    """
+    arrays = {
+        f"{group}/{index:04d}": np.asarray(variable.numpy())
+        for group, variables in _groups(gan).items()
+        for index, variable in enumerate(variables)
+    }
+    manifest = {
+        "format": FORMAT,
+        "step": gan.global_step,
+        "sha256": _digest(arrays),
+        "shapes": {key: list(value.shape) for key, value in arrays.items()},
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, __manifest__=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays)
+    path = Path(directory) / checkpoint_name(gan.global_step)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+    if keep:
+        for _, old in list_checkpoints(directory)[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The manifest and arrays of a checkpoint, verified; a damaged file raises :class:`RunError`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            manifest = json.loads(archive["__manifest__"].tobytes().decode())
+            arrays = {key: archive[key] for key in archive.files if key != "__manifest__"}
+    except FileNotFoundError:
+        raise RunError(f"checkpoint {path} does not exist") from None
+    except Exception as error:  # zip, json and key errors all mean the same thing here
+        raise RunError(f"checkpoint {path} is unreadable or truncated ({type(error).__name__}: {error})") from None
+    if manifest.get("format") != FORMAT:
+        raise RunError(f"checkpoint {path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    if _digest(arrays) != manifest.get("sha256"):
+        raise RunError(f"checkpoint {path} is corrupted: its contents do not match its checksum")
+    return manifest, arrays
+
+
+def load_checkpoint(gan: Any, path: str | Path) -> dict[str, Any]:
+    """Restore ``gan`` (compiled, so its optimizers exist) from ``path``; returns the manifest."""
+    manifest, arrays = read_checkpoint(path)
+    for group, variables in _groups(gan).items():
+        stored = sorted(key for key in arrays if key.startswith(group + "/"))
+        if len(stored) != len(variables):
+            raise RunError(
+                f"checkpoint {path} holds {len(stored)} {group} variables, the model has {len(variables)}: "
+                "it was written for a different architecture or options"
+            )
+        for key, variable in zip(stored, variables):
+            if tuple(arrays[key].shape) != tuple(variable.shape):
+                raise RunError(
+                    f"checkpoint {path}: {group} variable {variable.path} has shape {tuple(variable.shape)}, "
+                    f"stored {tuple(arrays[key].shape)}: it was written for a different architecture or options"
+                )
+    for group, variables in _groups(gan).items():
+        for index, variable in enumerate(variables):
+            variable.assign(arrays[f"{group}/{index:04d}"])
+    return manifest
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step:09d}.npz"
+
+
+def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint that verifies, skipping (and naming) damaged ones; None if there is none."""
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            manifest, _ = read_checkpoint(path)
+        except RunError as error:
+            print(f"warning: {error}; trying the previous checkpoint", file=sys.stderr)
+            continue
+        return manifest, path
+    return None

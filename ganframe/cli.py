@@ -1,0 +1,251 @@
+"""The ``ganframe`` command: a thin Typer face over the Python API.
+
+Commands parse their flags, build a config and call the same functions a
+Python user calls. ``--help``, ``--version`` and ``plugins`` never import
+TensorFlow. Every deliberate error is one message on stderr and an exit code:
+2 bad input or usage, 1 failure at run time, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from ganframe import __version__
+from ganframe.contract import CONTRACT_VERSION, KINDS
+from ganframe.config import check_components, resolve_config, set_dotted
+from ganframe.errors import ConfigError, GanframeError
+from ganframe.plugins import get_registry, options_model_summary
+
+app = typer.Typer(
+    name="ganframe",
+    help="Train, sample and export GANs; every component is a plugin.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ganframe's deliberate errors into one message and the exit code they carry."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GanframeError as error:
+            _fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ganframe {__version__} (plugin contract {CONTRACT_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    strict: bool = typer.Option(False, "--strict", help="Make any plugin failure fatal (same as GANFRAME_STRICT_PLUGINS=1)."),
+) -> None:
+    """ganframe: a plugin-based GAN framework on TensorFlow and Keras 3."""
+    if strict:
+        os.environ["GANFRAME_STRICT_PLUGINS"] = "1"
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``["width=64", "widths=[8, 16]", "act=tanh"]`` -> values parsed as TOML, else kept as text."""
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} width=64")
+        try:
+            parsed[key.strip()] = tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
+@app.command()
+@reports_errors
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config TOML; flags override it."),
+    arch: Optional[str] = typer.Option(None, help="Architecture (see `ganframe plugins`). Default: dense."),
+    arch_option: Optional[list[str]] = typer.Option(None, "--arch-option", help="Architecture option KEY=VALUE (repeatable)."),
+    data: Optional[str] = typer.Option(None, help="Dataset: mnist, digits, npz, folder, or a plugin's. Default: mnist."),
+    data_option: Optional[list[str]] = typer.Option(None, "--data-option", help="Dataset option KEY=VALUE (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else config data_dir, else GANFRAME_DATA_DIR)."),
+    loss: Optional[str] = typer.Option(None, help="Adversarial loss. Default: nonsaturating."),
+    loss_option: Optional[list[str]] = typer.Option(None, "--loss-option", help="Loss option KEY=VALUE (repeatable)."),
+    steps: Optional[int] = typer.Option(None, help="Train steps (one generator update each). Default: 10000."),
+    epochs: Optional[int] = typer.Option(None, help="Train for this many passes over the data instead of --steps."),
+    max_time: Optional[str] = typer.Option(None, help="Wall-time budget, e.g. 90s, 15m, 1h30m."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per batch. Default: 128."),
+    n_critic: Optional[int] = typer.Option(None, help="Discriminator steps per generator step. Default: 1."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate of both optimizers. Default: 2e-4."),
+    seed: Optional[int] = typer.Option(None, help="Random seed; a seeded run is reproducible. Default: 0."),
+    out: Optional[Path] = typer.Option(None, help="Run directory. Default: runs/<arch>-<data>-<time>."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
+    overwrite: bool = typer.Option(False, help="Replace the run in a non-empty --out directory."),
+    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA-compile the train step. Default: on."),
+    steps_per_execution: Optional[int] = typer.Option(None, help="Steps per compiled call. Default: 1."),
+    sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids (0: off). Default: 500."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 1000."),
+    log_every: Optional[int] = typer.Option(None, help="Steps between metrics.csv rows (0: off). Default: 50."),
+) -> None:
+    """Train a GAN, e.g. `ganframe train --arch dense --data mnist --steps 3000`."""
+    overrides: dict[str, Any] = {
+        "arch": arch,
+        "data": data,
+        "data_dir": data_dir,
+        "loss": loss,
+        "steps": steps,
+        "epochs": epochs,
+        "max_time": max_time,
+        "batch_size": batch_size,
+        "n_critic": n_critic,
+        "d_optimizer.learning_rate": lr,
+        "g_optimizer.learning_rate": lr,
+        "seed": seed,
+        "out": out,
+        "jit_compile": jit,
+        "steps_per_execution": steps_per_execution,
+        "callbacks.samples.every": sample_every,
+        "callbacks.checkpoint.every": checkpoint_every,
+        "callbacks.metrics.every": log_every,
+    }
+    for prefix, items, flag in (("arch_options", arch_option, "--arch-option"),
+                                ("data_options", data_option, "--data-option"),
+                                ("loss_options", loss_option, "--loss-option")):
+        overrides.update({f"{prefix}.{k}": v for k, v in _key_values(items, flag).items()})
+    registry = get_registry()
+
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its saved config; --config cannot be combined with it")
+        run_config: Any = {}
+        for key, value in overrides.items():
+            if value is not None:
+                set_dotted(run_config, key, value)
+    else:
+        run_config = resolve_config(config, overrides)
+        check_components(run_config, registry)  # before importing TensorFlow: a typo costs milliseconds
+    typer.echo("loading TensorFlow ...", err=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ganframe.run import train as train_run
+
+    run = train_run(run_config, resume=resume, overwrite=overwrite, registry=registry)
+    typer.echo(f"run finished at step {run.step}: {run.path}")
+    samples = sorted((run.path / "samples").glob("step_*.png"))
+    if samples:
+        typer.echo(f"latest samples: {samples[-1]}")
+    typer.echo(f"more samples:   ganframe sample {run.path} --n 64 --out samples.png")
+
+
+@app.command()
+@reports_errors
+def plugins(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List plugins, the components each registers, and the ones that failed and why."""
+    registry = get_registry()
+    if as_json:
+        listing = {
+            "ganframe": __version__,
+            "contract": CONTRACT_VERSION,
+            "plugins": [
+                {
+                    "name": record.name,
+                    "distribution": record.distribution,
+                    "version": record.version,
+                    "status": record.status,
+                    "error": record.error,
+                    "components": [
+                        {
+                            "kind": kind,
+                            "name": name,
+                            "description": registry.components[kind][name].description,
+                            "options": options_model_summary(registry.components[kind][name].options),
+                        }
+                        for kind, name in record.components
+                    ],
+                }
+                for record in registry.plugins
+            ],
+        }
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    typer.echo(f"ganframe {__version__} (plugin contract {CONTRACT_VERSION})")
+    for record in registry.plugins:
+        status = {"loaded": "", "disabled": "  [disabled]", "failed": "  [FAILED]"}[record.status]
+        typer.echo(f"\n{record.name}  ({record.distribution} {record.version}){status}")
+        if record.error:
+            typer.echo(f"    error: {record.error}")
+        for kind in KINDS:
+            for component_kind, name in record.components:
+                if component_kind == kind:
+                    component = registry.components[kind][name]
+                    typer.echo(f"    {kind:<18} {name:<14} {component.description}")
+    failed = [record for record in registry.plugins if record.status == "failed"]
+    if failed:
+        typer.echo(f"\n{len(failed)} plugin(s) failed to load; the others work. Fix or disable them "
+                   "(GANFRAME_DISABLE_PLUGINS=name,...).", err=True)
+
+
+def _load_run(run: Path) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ganframe.run import load_run
+
+    return load_run(run)
+
+
+@app.command()
+@reports_errors
+def sample(
+    run: Path = typer.Argument(..., help="Run directory."),
+    n: int = typer.Option(64, "--n", min=1, max=100_000, help="Number of images."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png for a grid, .npz for the raw array."),
+    seed: int = typer.Option(0, help="Noise seed; the same seed gives the same images."),
+) -> None:
+    """Generate images from a run's latest checkpoint."""
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise ConfigError(f"--out {str(out)!r}: the extension must be .png (a grid) or .npz (the array)")
+    path = _load_run(run).save_samples(out, n=n, seed=seed)
+    typer.echo(f"wrote {n} samples to {path}")
+
+
+@app.command()
+@reports_errors
+def export(
+    run: Path = typer.Argument(..., help="Run directory."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .keras file. Default: RUN/generator.keras."),
+) -> None:
+    """Write a run's generator as a standalone .keras model."""
+    path = _load_run(run).export(out)
+    typer.echo(f"wrote the generator to {path} (load it with keras.saving.load_model)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ganframe")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

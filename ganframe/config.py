@@ -1,0 +1,182 @@
+"""The run configuration: pydantic models, TOML in, resolved TOML out.
+
+Precedence is CLI flag > TOML file > default: :func:`resolve_config` lays the
+flags that were actually given over the file. Component names and their
+options are checked against the plugin registry by :func:`check_components`,
+before any TensorFlow is imported, so a typo costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from ganframe.errors import ConfigError, describe_validation_error
+
+#: Training length when neither steps, epochs nor max_time is given.
+DEFAULT_STEPS = 10_000
+
+#: Callbacks every run gets unless switched off with ``every = 0``.
+DEFAULT_CALLBACKS = ("samples", "checkpoint", "metrics")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hms])")
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``90``, ``"90s"``, ``"15m"`` or ``"1h30m"``; other values pass to pydantic."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text.replace(" ", ""):
+        raise ValueError("a duration such as 90, '90s', '15m' or '1h30m' is expected")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OptimizerConfig(_Section):
+    """One network's optimizer (the seed's Adam 2e-4, beta_1 0.5, by default)."""
+
+    name: Literal["adam", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(2e-4, gt=0)
+    beta_1: float = Field(0.5, ge=0, lt=1)
+    beta_2: float = Field(0.999, ge=0, lt=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class RunConfig(_Section):
+    """Everything that defines a run. Component options are validated by the components' own models."""
+
+    arch: str = "dense"
+    arch_options: dict[str, Any] = {}
+    data: str = "mnist"
+    data_options: dict[str, Any] = {}
+    data_dir: Path | None = None
+    loss: str = "nonsaturating"
+    loss_options: dict[str, Any] = {}
+    penalties: dict[str, dict[str, Any]] = {}
+    augmentations: dict[str, dict[str, Any]] = {}
+    callbacks: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_CALLBACKS}
+
+    batch_size: int = Field(128, gt=0, le=65536)
+    n_critic: int = Field(1, ge=1, le=100)
+    steps: int | None = Field(None, gt=0)
+    epochs: int | None = Field(None, gt=0)
+    max_time: Seconds | None = None
+    d_optimizer: OptimizerConfig = OptimizerConfig()
+    g_optimizer: OptimizerConfig = OptimizerConfig()
+
+    seed: int = Field(0, ge=0, lt=2**31)
+    jit_compile: bool = True
+    steps_per_execution: int = Field(1, ge=1)
+    out: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_callbacks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("callbacks"), dict):
+            data = {**data, "callbacks": {**{name: {} for name in DEFAULT_CALLBACKS}, **data["callbacks"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "RunConfig":
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(f"give steps ({self.steps}) or epochs ({self.epochs}), not both")
+        return self
+
+    def total_steps(self, dataset_size: int) -> int | None:
+        """Steps the run is asked for, or None when only ``max_time`` bounds it."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is not None:
+            return self.epochs * max(1, dataset_size // (self.batch_size * self.n_critic))
+        return None if self.max_time is not None else DEFAULT_STEPS
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a :class:`ConfigError` naming it."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(d, "callbacks.samples.every", 100)`` sets ``d["callbacks"]["samples"]["every"]``."""
+    *parents, last = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"config '{key}': '{part}' is not a table")
+    data[last] = value
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, tables merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = deep_merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def resolve_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the TOML file, then every override that is not None (keys may be dotted)."""
+    data = read_toml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any] | RunConfig) -> RunConfig:
+    if isinstance(data, RunConfig):
+        return data
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, "config")) from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value if v is not None]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The resolved config as TOML (None values dropped): what a run directory records."""
+    return tomli_w.dumps(_plain(config.model_dump(mode="python")))
+
+
+def check_components(config: RunConfig, registry: Any) -> dict[str, Any]:
+    """Check every named component exists and its options validate; return the validated options."""
+    checked: dict[str, Any] = {
+        "arch": registry.options("architecture", config.arch, config.arch_options),
+        "data": registry.options("dataset", config.data, config.data_options),
+        "loss": registry.options("loss", config.loss, config.loss_options),
+    }
+    for field, kind in (("penalties", "loss"), ("augmentations", "augmentation"), ("callbacks", "callback")):
+        checked[field] = {name: registry.options(kind, name, opts) for name, opts in getattr(config, field).items()}
+    return checked

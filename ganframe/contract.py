@@ -1,0 +1,225 @@
+"""The types a plugin's factories receive and return: ganframe's plugin contract.
+
+A plugin registers named components through the hooks in :mod:`ganframe.hookspecs`.
+Each component is a factory plus a pydantic options model; ganframe validates the
+user's options with that model and calls the factory with them. What each kind's
+factory receives and returns is fixed here, so that components written by
+different people fit together:
+
+==================  ====================================  =====================
+kind                factory(...)                          returns
+==================  ====================================  =====================
+architecture        ``(spec: DataSpec, options)``          :class:`Networks`
+dataset             ``(context: DataContext, options)``    :class:`ImageData`
+loss                ``(spec: DataSpec, options)``          :class:`AdversarialLoss` or :class:`Penalty`
+callback            ``(context: CallbackContext, options)`` ``keras.callbacks.Callback``
+augmentation        ``(spec: DataSpec, options)``          :class:`Augmentation`
+metric              ``(spec: DataSpec, options)``          :class:`Metric`
+feature_extractor   ``(spec: DataSpec, options)``          :class:`FeatureExtractor`
+==================  ====================================  =====================
+
+This module imports no TensorFlow: listing plugins and validating a config stay fast.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ganframe.errors import DataError
+
+#: Version of the plugin contract. The major number changes when a factory's
+#: arguments or return type change incompatibly; plugins may check it.
+CONTRACT_VERSION = "1.0"
+
+#: Component kinds, in the order ``ganframe plugins`` lists them.
+KINDS = ("architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor")
+
+Kind = Literal["architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor"]
+
+
+class Options(BaseModel):
+    """Base for a component's options: unknown fields are refused, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(Options):
+    """Options of a component that takes none."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the data looks like, so that architectures and losses can adapt to it.
+
+    ``shape`` is (height, width, channels); ``value_range`` is the closed interval
+    the pixel values lie in; ``num_classes`` is None for unlabelled data.
+    """
+
+    shape: tuple[int, int, int]
+    value_range: tuple[float, float] = (0.0, 1.0)
+    num_classes: int | None = None
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2]
+
+    @property
+    def size(self) -> int:
+        """Number of values in one image (the width of a dense layer that sees it flat)."""
+        return self.shape[0] * self.shape[1] * self.shape[2]
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """What a dataset factory gets besides its options: where local files live."""
+
+    data_dir: Path | None
+    seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A whole data set in memory: float32 images (N, H, W, C) within ``spec.value_range``.
+
+    ``labels`` are int32 class ids (N,), or None. Construction checks the
+    arrays against the spec, so a dataset plugin cannot hand over a mismatch.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    spec: DataSpec
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        images = self.images
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(
+                f"{self.name}: images have shape {tuple(images.shape)}, expected (N, {', '.join(map(str, self.spec.shape))})"
+            )
+        if images.shape[0] == 0:
+            raise DataError(f"{self.name}: the data set holds no images")
+        if images.dtype != np.float32:
+            raise DataError(f"{self.name}: images must be float32, got {images.dtype}")
+        low, high = self.spec.value_range
+        if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
+            raise DataError(
+                f"{self.name}: pixel values span [{images.min():g}, {images.max():g}], "
+                f"outside the declared range [{low:g}, {high:g}]"
+            )
+        if self.labels is not None:
+            if self.labels.shape != (images.shape[0],):
+                raise DataError(f"{self.name}: {self.labels.shape[0]} labels for {images.shape[0]} images")
+            if self.spec.num_classes is None:
+                raise DataError(f"{self.name}: labels are given but the spec has no num_classes")
+            if self.labels.min() < 0 or self.labels.max() >= self.spec.num_classes:
+                raise DataError(f"{self.name}: labels must lie in [0, {self.spec.num_classes - 1}]")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Networks:
+    """What an architecture builds: G maps (latent_dim,) noise to images, D maps images to one logit.
+
+    ``output_range`` is the interval G's output lies in (its last activation); the
+    engine refuses data whose value range differs. Conditional networks take
+    ``[inputs, labels]`` and are marked ``conditional=True``.
+    """
+
+    generator: Any
+    discriminator: Any
+    latent_dim: int
+    output_range: tuple[float, float]
+    conditional: bool = False
+
+
+class AdversarialLoss(abc.ABC):
+    """The adversarial objective, on D's raw outputs (logits for probabilistic losses)."""
+
+    @abc.abstractmethod
+    def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        """Scalar loss the discriminator minimises."""
+
+    @abc.abstractmethod
+    def generator_loss(self, fake_logits: Any) -> Any:
+        """Scalar loss the generator minimises."""
+
+
+class Penalty(abc.ABC):
+    """A regulariser added to one network's loss (gradient penalty, R1, ...).
+
+    ``critic`` is D as a function of images alone (labels bound, training mode);
+    use :func:`ganframe.input_gradients` for gradients with respect to its input.
+    The returned scalar is added as is: apply the weight inside.
+    """
+
+    applies_to: Literal["discriminator", "generator"] = "discriminator"
+
+    @abc.abstractmethod
+    def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
+        """Scalar penalty for this critic step."""
+
+
+class Augmentation(abc.ABC):
+    """A differentiable transform applied to real and fake images before D sees them."""
+
+    @abc.abstractmethod
+    def __call__(self, images: Any, seed: Any) -> Any:
+        """Augmented images; ``seed`` is a ``keras.random.SeedGenerator`` owned by the engine."""
+
+
+class Metric(abc.ABC):
+    """A score of generated images against real ones (computed outside the train step)."""
+
+    higher_is_better: bool = False
+
+    @abc.abstractmethod
+    def compute(self, real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
+        """Named values for these samples, e.g. ``{"fid": 12.3}``."""
+
+
+class FeatureExtractor(abc.ABC):
+    """Maps images to feature vectors for metrics; ``weights_hash`` names its exact weights."""
+
+    weights_hash: str | None = None
+
+    @abc.abstractmethod
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Features (N, D) for images (N, H, W, C)."""
+
+
+@dataclass(frozen=True)
+class CallbackContext:
+    """What a callback factory gets besides its options: where the run writes and what it trains on."""
+
+    run_dir: Path
+    spec: DataSpec
+    seed: int
+    total_steps: int | None
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: what ``register(...)`` recorded, plus who registered it."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    options: type[Options]
+    plugin: str

@@ -1,0 +1,298 @@
+"""Plugin loading and the component registry built from it.
+
+Built-in components register through the very same hooks as third-party ones
+(the modules in :data:`BUILTIN_PLUGINS`). Third-party plugins are the entry
+points of group ``ganframe``; each is loaded, checked and called on its own,
+so one broken plugin is reported by name and every other one still registers.
+
+Environment:
+  ``GANFRAME_STRICT_PLUGINS=1``   any plugin failure is fatal (:class:`PluginError`).
+  ``GANFRAME_DISABLE_PLUGINS=a,b`` skip the plugins (entry points or built-ins) so named.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from ganframe import hookspecs
+from ganframe.contract import KINDS, Component, NoOptions, Options
+from ganframe.errors import ConfigError, PluginError, UnknownComponentError, describe_validation_error
+
+ENTRY_POINT_GROUP = "ganframe"
+
+BUILTIN_PLUGINS = (
+    "ganframe.builtin.archs",
+    "ganframe.builtin.datasets",
+    "ganframe.builtin.losses",
+    "ganframe.builtin.callbacks",
+)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+@dataclass
+class PluginRecord:
+    """What ``ganframe plugins`` reports about one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str = "loaded"  # "loaded", "failed" or "disabled"
+    error: str | None = None
+    components: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"plugin '{self.name}' ({self.distribution} {self.version})"
+
+
+class Registry:
+    """All registered components by kind and name, and the record of every plugin."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self.plugins: list[PluginRecord] = []
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component, or an error listing the available names and the closest one."""
+        found = self.components[kind].get(name)
+        if found is not None:
+            return found
+        available = self.names(kind)
+        message = f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}"
+        close = difflib.get_close_matches(name, available, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        failed = [record.label for record in self.plugins if record.status == "failed"]
+        if failed:
+            message += f"\nnote: these plugins failed to load (see `ganframe plugins`): {', '.join(failed)}"
+        raise UnknownComponentError(message)
+
+    def options(self, kind: str, name: str, options: dict[str, Any] | None) -> Options:
+        """Validate user options with the component's own model; errors name component and plugin."""
+        component = self.get(kind, name)
+        try:
+            return component.options.model_validate(options or {})
+        except ValidationError as error:
+            where = f"{kind} {name!r} (plugin {component.plugin!r}) option"
+            raise ConfigError(describe_validation_error(error, where)) from None
+
+    def build(self, kind: str, name: str, options: dict[str, Any] | None, *args: Any) -> Any:
+        """Validate ``options`` and call the factory as ``factory(*args, options)``."""
+        validated = self.options(kind, name, options)
+        return self.get(kind, name).factory(*args, validated)
+
+    def record(self, name: str) -> PluginRecord | None:
+        return next((record for record in self.plugins if record.name == name), None)
+
+
+class _Staging:
+    """Collects one plugin's registrations so a failure can drop all of them."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.components: list[Component] = []
+
+    def register_for(self, kind: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            description: str,
+            options: type[BaseModel] = NoOptions,
+        ) -> None:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise PluginError(f"{kind} name {name!r} must be lower case letters, digits, '_', '.' or '-'")
+            if not callable(factory):
+                raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
+            if not isinstance(description, str) or not description.strip() or "\n" in description.strip():
+                raise PluginError(f"{kind} {name!r}: description must be one non-empty line")
+            if not (isinstance(options, type) and issubclass(options, BaseModel)):
+                raise PluginError(f"{kind} {name!r}: options must be a pydantic model class, got {options!r}")
+            if options.model_config.get("extra") != "forbid":
+                raise PluginError(f"{kind} {name!r}: options model {options.__name__} must forbid extra fields (derive from ganframe.Options)")
+            if any(c.kind == kind and c.name == name for c in self.components):
+                raise PluginError(f"{kind} {name!r} is registered twice by this plugin")
+            self.components.append(Component(kind, name, factory, description.strip(), options, self.plugin))
+
+        return register
+
+
+def _env_list(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
+def _strict_from_env() -> bool:
+    return os.environ.get("GANFRAME_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, PluginError):
+        return str(error)
+    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+@dataclass
+class _Source:
+    """Something that can become a plugin: a name, its provenance, and how to load it."""
+
+    name: str
+    distribution: str
+    version: str
+    load: Callable[[], Any]
+
+
+def _builtin_sources() -> list[_Source]:
+    from ganframe import __version__
+
+    return [
+        _Source(module, "ganframe", __version__, lambda module=module: importlib.import_module(module))
+        for module in BUILTIN_PLUGINS
+    ]
+
+
+def _dist_location(dist: importlib.metadata.Distribution | None) -> str:
+    try:
+        return str(dist.locate_file("")) if dist is not None else ""
+    except Exception:  # noqa: BLE001 - a custom Distribution need not implement locate_file
+        return ""
+
+
+def _ordered_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points in a stable order: by ``sys.path`` directory, then distribution and entry-point name.
+
+    ``entry_points()`` walks ``sys.path`` in order but lists each directory in
+    ``os.listdir`` order, which differs between file systems; since the first
+    plugin to register a name keeps it, that order must not be left to chance.
+    An earlier directory still comes first, as it does for imports.
+    """
+    directories: dict[str, int] = {}
+    keyed = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        rank = directories.setdefault(_dist_location(dist), len(directories))
+        dist_name = (dist.metadata["Name"] or "") if dist is not None else ""
+        keyed.append(((rank, dist_name.lower(), entry_point.name), entry_point))
+    return [entry_point for _, entry_point in sorted(keyed, key=lambda item: item[0])]
+
+
+def _entry_point_sources() -> list[_Source]:
+    sources = []
+    for entry_point in _ordered_entry_points():
+        dist = entry_point.dist
+        sources.append(
+            _Source(
+                entry_point.name,
+                dist.metadata["Name"] if dist is not None else "?",
+                dist.version if dist is not None else "?",
+                entry_point.load,
+            )
+        )
+    return sources
+
+
+def load_plugins(
+    *,
+    strict: bool | None = None,
+    disabled: Iterable[str] | None = None,
+    extra: Iterable[tuple[str, Any]] = (),
+) -> Registry:
+    """Load built-ins, entry points and ``extra`` (name, plugin object) pairs into a new registry.
+
+    ``strict`` and ``disabled`` default to ``GANFRAME_STRICT_PLUGINS`` and
+    ``GANFRAME_DISABLE_PLUGINS``.
+    """
+    strict = _strict_from_env() if strict is None else strict
+    disabled = _env_list(os.environ.get("GANFRAME_DISABLE_PLUGINS")) if disabled is None else set(disabled)
+    sources = _builtin_sources() + _entry_point_sources()
+    sources += [_Source(name, "(in process)", "-", lambda obj=obj: obj) for name, obj in extra]
+
+    registry = Registry()
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for source in sources:
+        record = PluginRecord(source.name, source.distribution, source.version)
+        registry.plugins.append(record)
+        if source.name in disabled:
+            record.status = "disabled"
+            continue
+        try:
+            staged = _register_one(manager, source)
+            _commit(registry, staged, record)
+        except Exception as error:  # noqa: BLE001 - any plugin error is reported, not raised
+            record.status, record.error = "failed", _error_text(error)
+            if strict:
+                raise PluginError(f"{record.label} failed: {record.error}") from error
+    return registry
+
+
+def _register_one(manager: pluggy.PluginManager, source: _Source) -> _Staging:
+    """Load one plugin, check its hook names, and call each of its hooks with its own ``register``."""
+    plugin = source.load()
+    if manager.is_registered(plugin):
+        raise PluginError("the same plugin object is already registered under another name")
+    manager.register(plugin, name=source.name)
+    try:
+        staging = _Staging(source.name)
+        for caller in manager.get_hookcallers(plugin) or []:
+            if caller.name not in hookspecs.HOOK_KINDS:
+                close = difflib.get_close_matches(caller.name, list(hookspecs.HOOK_KINDS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise PluginError(f"unknown hook {caller.name!r}{hint}")
+        for caller in manager.get_hookcallers(plugin) or []:
+            register = staging.register_for(hookspecs.HOOK_KINDS[caller.name])
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    impl.function(**{name: register for name in impl.argnames})
+        return staging
+    finally:
+        # The manager only served to validate and find hook implementations;
+        # unregistering keeps a failed plugin from ever being called again.
+        manager.unregister(plugin)
+
+
+def _commit(registry: Registry, staging: _Staging, record: PluginRecord) -> None:
+    for component in staging.components:
+        holder = registry.components[component.kind].get(component.name)
+        if holder is not None:
+            other = registry.record(holder.plugin)
+            other_label = other.label if other else repr(holder.plugin)
+            raise PluginError(f"{component.kind} {component.name!r} is already registered by {other_label}")
+    for component in staging.components:
+        registry.components[component.kind][component.name] = component
+        record.components.append((component.kind, component.name))
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry(*, reload: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None or reload:
+        _REGISTRY = load_plugins()
+    return _REGISTRY
+
+
+def options_model_summary(options: type[Options]) -> dict[str, str]:
+    """Field name -> "type = default" for listings and docs."""
+    summary = {}
+    for name, info in options.model_fields.items():
+        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+        default = "required" if info.is_required() else repr(info.default)
+        summary[name] = f"{annotation} = {default}"
+    return summary

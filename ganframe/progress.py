@@ -1,0 +1,83 @@
+"""Progress output and the wall-time budget, as Keras callbacks the engine always adds.
+
+On a terminal: a live progress bar. Otherwise (CI, logs, nohup): one plain
+line every ``interval`` seconds, so long runs show they are alive.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+import keras
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress(keras.callbacks.Callback):
+    """Reports step, speed, losses and time left, as a bar on a TTY and as lines elsewhere."""
+
+    def __init__(self, total_steps: int | None, *, interval: float = 15.0, stream: TextIO | None = None,
+                 bar: bool | None = None) -> None:
+        super().__init__()
+        self.total_steps = total_steps
+        self.interval = interval
+        self.stream = stream or sys.stdout
+        self.bar = self.stream.isatty() if bar is None else bar
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.start_step = self.model.global_step
+        self.start_time = self.last_print = time.perf_counter()
+        self.last_logs: dict[str, Any] = {}
+        self.progbar = None
+        if self.bar and self.total_steps:
+            self.progbar = keras.utils.Progbar(self.total_steps, stateful_metrics=["d_loss", "g_loss", "d_real", "d_fake"])
+            self.progbar.update(self.start_step)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.last_logs = logs or {}  # kept for the final line: other callbacks may reset the metrics
+        now = time.perf_counter()
+        if self.progbar is not None:
+            if now - self.last_print >= self.progbar.interval:
+                self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in (logs or {}).items()])
+                self.last_print = now
+        elif now - self.last_print >= self.interval:
+            self.print_line(now, logs or {})
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.progbar is not None:
+            self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in self.last_logs.items()], finalize=True)
+        else:
+            self.print_line(time.perf_counter(), self.last_logs)
+
+    def print_line(self, now: float, logs: dict[str, Any]) -> None:
+        step = self.model.global_step
+        rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
+        where = f"step {step}"
+        if self.total_steps:
+            where += f"/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"
+            if rate > 0:
+                where += f", {_duration((self.total_steps - step) / rate)} left"
+        values = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
+        print(f"{where}  {rate:.1f} steps/s  {values}", file=self.stream, flush=True)
+        self.last_print = now
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training cleanly once ``seconds`` of wall time have passed (``--max-time``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.deadline = time.perf_counter() + self.seconds
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if time.perf_counter() >= self.deadline:
+            self.model.stop_training = True

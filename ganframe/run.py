@@ -1,0 +1,277 @@
+"""Runs: ``train(config) -> Run`` and ``load_run(path) -> Run``, the API the CLI is a face of.
+
+A run directory holds everything about one training run:
+
+    config.toml      the resolved config (CLI > TOML > defaults), None values dropped
+    run.json         data spec, versions of Python, TensorFlow, Keras, ganframe and every plugin used
+    metrics.csv      the metrics log
+    samples/         sample grids from fixed noise
+    checkpoints/     resumable checkpoints (see ganframe.checkpoints)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ganframe import __version__
+from ganframe.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from ganframe.config import RunConfig, check_components, config_to_toml, deep_merge, read_toml, validate_config
+from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
+from ganframe.engine import GAN
+from ganframe.errors import ConfigError, Interrupted, RunError
+from ganframe.files import atomic_write
+from ganframe.images import save_image_grid
+from ganframe.pipeline import make_dataset
+from ganframe.plugins import Registry, get_registry
+from ganframe.progress import Progress, TimeBudget
+
+#: What ganframe writes into a run directory (and all that ``overwrite`` removes).
+RUN_FILES = ("config.toml", "run.json", "metrics.csv", "samples", "checkpoints", "generator.keras")
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run: its directory, config, data spec and the GAN itself."""
+
+    path: Path
+    config: RunConfig
+    spec: DataSpec
+    gan: GAN
+    history: keras.callbacks.History | None = None
+
+    @property
+    def generator(self) -> keras.Model:
+        return self.gan.generator
+
+    @property
+    def step(self) -> int:
+        return self.gan.global_step
+
+    def generate(self, n: int, seed: int = 0, labels: np.ndarray | None = None) -> np.ndarray:
+        """``n`` images within the data's value range; the same seed gives the same images."""
+        return self.gan.generate(n, seed=seed, labels=labels)
+
+    def save_samples(self, out: str | Path, n: int = 64, seed: int = 0) -> Path:
+        """A PNG grid (``.png``) or the raw float32 array (``.npz``, key ``images``)."""
+        out = Path(out)
+        images = self.generate(n, seed=seed)
+        if out.suffix.lower() == ".png":
+            save_image_grid(images, out, self.spec.value_range)
+        elif out.suffix.lower() == ".npz":
+            with atomic_write(out) as handle:
+                np.savez(handle, images=images)
+        else:
+            raise ConfigError(f"sample output {str(out)!r}: the extension must be .png (a grid) or .npz (the array)")
+        return out
+
+    def export(self, path: str | Path | None = None) -> Path:
+        """The generator alone as a ``.keras`` file (default: ``<run>/generator.keras``)."""
+        path = Path(path) if path is not None else self.path / "generator.keras"
+        if path.suffix != ".keras":
+            raise ConfigError(f"export path {str(path)!r} must end in .keras")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.tmp.keras")
+        self.generator.save(temporary)
+        os.replace(temporary, path)
+        return path
+
+
+def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
+    """Build the components a config names for data of ``spec``, wire them into a compiled GAN."""
+    networks = registry.build("architecture", config.arch, config.arch_options, spec)
+    if tuple(map(float, networks.output_range)) != tuple(map(float, spec.value_range)):
+        low, high = networks.output_range
+        raise ConfigError(
+            f"architecture {config.arch!r} generates values in [{low:g}, {high:g}] but data set "
+            f"{config.data!r} lies in [{spec.value_range[0]:g}, {spec.value_range[1]:g}]; "
+            "choose an output activation (arch option) that matches the data"
+        )
+    loss = registry.build("loss", config.loss, config.loss_options, spec)
+    if not isinstance(loss, AdversarialLoss):
+        raise ConfigError(f"loss {config.loss!r} is not an adversarial loss (is it a penalty? put it under penalties)")
+    penalties = [registry.build("loss", name, options, spec) for name, options in config.penalties.items()]
+    for name, penalty in zip(config.penalties, penalties):
+        if not isinstance(penalty, Penalty):
+            raise ConfigError(f"penalties: {name!r} is not a penalty (use it as `loss` instead)")
+    augmentations = [registry.build("augmentation", n, o, spec) for n, o in config.augmentations.items()]
+    gan = GAN(
+        networks,
+        loss,
+        penalties=penalties,
+        augmentations=augmentations,
+        n_critic=config.n_critic,
+        num_classes=spec.num_classes,
+        seed=config.seed,
+    )
+    gan.compile(
+        _optimizer(config.d_optimizer),
+        _optimizer(config.g_optimizer),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return gan
+
+
+def _optimizer(config: Any) -> keras.optimizers.Optimizer:
+    if config.name == "adam":
+        return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    if config.name == "rmsprop":
+        return keras.optimizers.RMSprop(config.learning_rate, momentum=config.momentum)
+    return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+
+
+def _data_dir(config: RunConfig) -> Path | None:
+    if config.data_dir is not None:
+        return config.data_dir
+    env = os.environ.get("GANFRAME_DATA_DIR")
+    return Path(env) if env else None
+
+
+def _prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
+    path = config.out or Path("runs") / f"{config.arch}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output {str(path)!r} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"output directory {str(path)!r} is not empty; resume it with `--resume {path}`, "
+                "replace its run with `--overwrite`, or choose another `--out`"
+            )
+        for name in RUN_FILES:  # only what ganframe wrote; a user's own files stay
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run_config(path: Path) -> RunConfig:
+    if not (path / "config.toml").is_file():
+        raise ConfigError(f"{str(path)!r} is not a ganframe run directory (it has no config.toml)")
+    return validate_config(read_toml(path / "config.toml"))
+
+
+def _metadata(config: RunConfig, spec: DataSpec, registry: Registry) -> dict[str, Any]:
+    used = {config.arch, config.data, config.loss, *config.penalties, *config.augmentations, *config.callbacks}
+    plugins = {
+        record.name: {"distribution": record.distribution, "version": record.version}
+        for record in registry.plugins
+        if any(name in used for _, name in record.components)
+    }
+    return {
+        "ganframe": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "plugins": plugins,
+        "spec": {"shape": list(spec.shape), "value_range": list(spec.value_range), "num_classes": spec.num_classes},
+    }
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def train(
+    config: RunConfig | dict[str, Any] | None = None,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    registry: Registry | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    progress: bool = True,
+) -> Run:
+    """Train a GAN as ``config`` describes and return the run.
+
+    With ``resume=RUN_DIR``, continue that run from its newest good checkpoint;
+    ``config`` may then hold overrides of the saved config (e.g. ``{"steps": 5000}``).
+    """
+    registry = registry or get_registry()
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = _run_config(run_dir).model_dump(exclude_none=True)
+        overrides = config.model_dump(exclude_unset=True) if isinstance(config, RunConfig) else (config or {})
+        config = validate_config(deep_merge(saved, overrides))
+    else:
+        config = validate_config(config or {})
+    check_components(config, registry)
+
+    keras.utils.set_random_seed(config.seed)
+    data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
+    gan = build_gan(config, data.spec, registry)
+    total = config.total_steps(len(data))
+    if resume is None:  # only now, so that a bad config or data set leaves nothing behind
+        run_dir = _prepare_run_dir(config, overwrite)
+
+    if resume is not None:
+        found = latest_checkpoint(run_dir / "checkpoints")
+        if found is None:
+            raise RunError(f"run {str(run_dir)!r} has no usable checkpoint to resume from; start it anew with --overwrite")
+        load_checkpoint(gan, found[1])
+    start = gan.global_step
+
+    _write_text(run_dir / "config.toml", config_to_toml(config))
+    _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
+
+    context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
+    all_callbacks = [registry.build("callback", name, options, context) for name, options in config.callbacks.items()]
+    if config.max_time is not None:
+        all_callbacks.append(TimeBudget(config.max_time))
+    if progress:
+        all_callbacks.append(Progress(total))
+    all_callbacks.extend(callbacks)
+
+    run = Run(run_dir, config, data.spec, gan)
+    if total is not None and start >= total:
+        print(f"run {run_dir} is already at step {start} of {total}; nothing to do")
+        return run
+    dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
+    try:
+        run.history = gan.fit(
+            dataset,
+            epochs=1,
+            steps_per_epoch=None if total is None else total - start,
+            callbacks=all_callbacks,
+            shuffle=False,  # the pipeline shuffles, seeded
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        save_checkpoint(gan, run_dir / "checkpoints")
+        raise Interrupted(
+            f"interrupted at step {gan.global_step}; a checkpoint was written. Resume with:\n"
+            f"  ganframe train --resume {run_dir}"
+        ) from None
+    return run
+
+
+def load_run(path: str | Path, *, registry: Registry | None = None) -> Run:
+    """A finished or interrupted run, restored from its newest good checkpoint (no data needed)."""
+    path = Path(path)
+    config = _run_config(path)
+    registry = registry or get_registry()
+    try:
+        meta = json.loads((path / "run.json").read_text())
+        spec = DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
+    keras.utils.set_random_seed(config.seed)
+    gan = build_gan(config, spec, registry)
+    found = latest_checkpoint(path / "checkpoints")
+    if found is None:
+        raise RunError(f"run {str(path)!r} has no usable checkpoint")
+    load_checkpoint(gan, found[1])
+    return Run(path, config, spec, gan)
