@@ -28,8 +28,8 @@ _STEP = re.compile(r"^ckpt-(\d+)\.npz$")
 
 def _groups(gan: Any) -> dict[str, list[Any]]:
     return {
-        "generator": list(gan.generator.weights),
-        "discriminator": list(gan.discriminator.weights),
+        "generator": list(gan.generator.variables),  # variables: weights plus dropout seed states
+        "discriminator": list(gan.discriminator.variables),
         "g_optimizer": list(gan.g_optimizer.variables),
         "d_optimizer": list(gan.d_optimizer.variables),
         "seed": [gan.seed_generator.state],

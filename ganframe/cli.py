@@ -20,7 +20,7 @@ import typer
 
 from ganframe import __version__
 from ganframe.contract import CONTRACT_VERSION, KINDS
-from ganframe.config import check_components, resolve_config, set_dotted
+from ganframe.config import check_components, resolve_config
 from ganframe.errors import ConfigError, GanframeError
 from ganframe.plugins import get_registry, options_model_summary
 
@@ -140,10 +140,7 @@ def train(
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume continues a run with its saved config; --config cannot be combined with it")
-        run_config: Any = {}
-        for key, value in overrides.items():
-            if value is not None:
-                set_dotted(run_config, key, value)
+        run_config: Any = overrides
     else:
         run_config = resolve_config(config, overrides)
         check_components(run_config, registry)  # before importing TensorFlow: a typo costs milliseconds

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ganframe.errors import ConfigError, describe_validation_error
 
@@ -36,7 +46,8 @@ def parse_duration(value: Any) -> Any:
         return float(text)
     parts = _DURATION.findall(text)
     if not parts or "".join(f"{n}{u}" for n, u in parts) != text.replace(" ", ""):
-        raise ValueError("a duration such as 90, '90s', '15m' or '1h30m' is expected")
+        # PydanticCustomError (a ValueError) keeps pydantic's "Value error, " prefix out of the message.
+        raise PydanticCustomError("duration", "a duration such as 90, '90s', '15m' or '1h30m' is expected")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
@@ -91,11 +102,15 @@ class RunConfig(_Section):
             data = {**data, "callbacks": {**{name: {} for name in DEFAULT_CALLBACKS}, **data["callbacks"]}}
         return data
 
-    @model_validator(mode="after")
-    def _one_length(self) -> "RunConfig":
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError(f"give steps ({self.steps}) or epochs ({self.epochs}), not both")
-        return self
+    @field_validator("epochs")
+    @classmethod
+    def _not_with_steps(cls, epochs: int | None, info: ValidationInfo) -> int | None:
+        # A field validator, so that the error names 'epochs' rather than the whole config.
+        if epochs is not None and info.data.get("steps") is not None:
+            raise PydanticCustomError(
+                "steps_and_epochs", "give steps ({steps}) or epochs ({epochs}), not both", {"steps": info.data["steps"], "epochs": epochs}
+            )
+        return epochs
 
     def total_steps(self, dataset_size: int) -> int | None:
         """Steps the run is asked for, or None when only ``max_time`` bounds it."""
@@ -115,6 +130,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: it is not UTF-8 text") from None
+    except OSError as error:  # a directory, no permission, ...
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -127,23 +146,21 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     data[last] = value
 
 
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` laid over it, tables merged key by key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            value = deep_merge(merged[key], value)
-        merged[key] = value
-    return merged
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Lay every override that is not None over ``data`` (keys may be dotted); returns ``data``."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    # steps and epochs are one setting (the run's length): an override of one replaces the other.
+    for length, other in (("steps", "epochs"), ("epochs", "steps")):
+        if length in given and other not in given:
+            data.pop(other, None)
+    for key, value in given.items():
+        set_dotted(data, key, value)
+    return data
 
 
 def resolve_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults, then the TOML file, then every override that is not None (keys may be dotted)."""
-    data = read_toml(path) if path is not None else {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(data, key, value)
-    return validate_config(data)
+    return validate_config(apply_overrides(read_toml(path) if path is not None else {}, overrides or {}))
 
 
 def validate_config(data: dict[str, Any] | RunConfig) -> RunConfig:

@@ -67,5 +67,8 @@ def describe_validation_error(error: "pydantic.ValidationError", where: str) -> 
         if item["type"] == "missing":
             lines.append(f"{where} '{field}': required, but not given")
             continue
-        lines.append(f"{where} '{field}': got {item['input']!r}; {item['msg'][0].lower()}{item['msg'][1:]}")
+        message = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+        message = message[0].lower() + message[1:]
+        got = f"got {item['input']!r}; " if item["loc"] else ""
+        lines.append(f"{where} '{field}': {got}{message}")
     return "\n".join(lines)

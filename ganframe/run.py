@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from ganframe import __version__
 from ganframe.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from ganframe.config import RunConfig, check_components, config_to_toml, deep_merge, read_toml, validate_config
+from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
 from ganframe.engine import GAN
 from ganframe.errors import ConfigError, Interrupted, RunError
@@ -198,14 +198,15 @@ def train(
     """Train a GAN as ``config`` describes and return the run.
 
     With ``resume=RUN_DIR``, continue that run from its newest good checkpoint;
-    ``config`` may then hold overrides of the saved config (e.g. ``{"steps": 5000}``).
+    ``config`` may then hold overrides of the saved config, keys dotted (e.g. ``{"steps": 5000}``).
     """
     registry = registry or get_registry()
     if resume is not None:
         run_dir = Path(resume)
+        if isinstance(config, RunConfig):
+            raise ConfigError("with resume, pass overrides of the saved config as a dict, e.g. {'steps': 5000}")
         saved = _run_config(run_dir).model_dump(exclude_none=True)
-        overrides = config.model_dump(exclude_unset=True) if isinstance(config, RunConfig) else (config or {})
-        config = validate_config(deep_merge(saved, overrides))
+        config = validate_config(apply_overrides(saved, config or {}))
     else:
         config = validate_config(config or {})
     check_components(config, registry)

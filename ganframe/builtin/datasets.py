@@ -1,0 +1,403 @@
+"""Built-in datasets: MNIST, scikit-learn's digits, a user's .npz/.npy file, a folder of images.
+
+Each loader returns the whole set in memory as float32 images in [0, 1]. Every
+problem a user can cause (a missing or corrupt file, a wrong shape, a bad value
+range) becomes one :class:`ganframe.DataError` that names the file and says what
+to do. Nothing here imports TensorFlow; Keras is imported only for the last
+resort of downloading MNIST.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from ganframe import DataContext, DataError, DataSpec, ImageData, Options, hookimpl
+
+#: How a user points ganframe at a data directory (the core resolves them into DataContext.data_dir).
+WHERE_DATA_DIR = "--data-dir DIR, data_dir = \"DIR\" in the config, or the GANFRAME_DATA_DIR environment variable"
+
+Limit = Annotated[int | None, Field(gt=0, description="keep only the first `limit` images (small-data experiments, tests)")]
+
+
+def _first(array: Any, limit: int | None) -> Any:
+    """The first ``limit`` items (all when None): a small, reproducible subset."""
+    return array if limit is None or array is None else array[:limit]
+
+
+def _require(path: Path, what: str, hint: str = "check the path") -> Path:
+    """``path`` itself, or a DataError naming it when nothing is there."""
+    if not path.exists():
+        relative = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise DataError(f"{what} {path}{relative} does not exist; {hint}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- MNIST
+
+MNIST_SHAPE = (28, 28)
+MNIST_FILES = {  # split -> (images, labels), each as .gz or uncompressed
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: 0x0803 (uint8, 3 dims) and 0x0801 (uint8, 1 dim)
+MNIST_ALL_FILES = ", ".join(f"{stem}.gz" for pair in MNIST_FILES.values() for stem in pair)
+
+
+class MnistOptions(Options):
+    split: Literal["train", "test", "all"] = "train"
+    limit: Limit = None
+
+
+def read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    """One IDX file (gzip if it ends in .gz) as uint8 (N, *item_shape), checked byte for byte.
+
+    The header is checked against the file so that a truncated download or a
+    swapped file is reported by name instead of yielding garbage images.
+    """
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read it ({error}); the file is corrupt or truncated, download it again") from None
+    dims = 1 + len(item_shape)
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; the file is truncated, download it again")
+    found_magic, count, *found_shape = struct.unpack(f">{1 + dims}I", raw[:header])
+    if found_magic != magic:
+        kind = "images" if magic == IDX_IMAGES else "labels"
+        raise DataError(
+            f"{path}: not an IDX {kind} file (magic number {found_magic}, expected {magic}); "
+            "check that the file is the right one, or download it again"
+        )
+    if tuple(found_shape) != item_shape:
+        raise DataError(f"{path}: items of shape {tuple(found_shape)}, expected {item_shape}")
+    expected = count * int(np.prod(item_shape, dtype=np.int64))
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path}: the header announces {count} items ({expected} bytes) but the file holds "
+            f"{len(raw) - header} bytes of data; the file is truncated or corrupt, download it again"
+        )
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(count, *item_shape)
+
+
+def _check_mnist(images: np.ndarray, labels: np.ndarray, images_from: str, labels_from: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels that belong together: (N, 28, 28) uint8 and N digits 0..9."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != MNIST_SHAPE:
+        raise DataError(f"{images_from}: MNIST images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"{labels_from} holds {len(labels)} labels but {images_from} holds {len(images)} images; "
+            "the files do not belong together or one is truncated"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise DataError(f"{labels_from}: labels must be the digits 0..9, found values {labels.min()}..{labels.max()}")
+    return images, labels
+
+
+def _mnist_from_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an ``mnist.npz`` (the Keras layout: x_train, y_train, x_test, y_test)."""
+    x_key, y_key = MNIST_NPZ_KEYS[split]
+    arrays = _load_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        raise DataError(f"{path}: a single array; an MNIST .npz holds x_train, y_train, x_test and y_test")
+    with arrays:
+        images, labels = _array(arrays, x_key, path), _array(arrays, y_key, path)
+    return _check_mnist(images, labels, f"{path} [{x_key}]", f"{path} [{y_key}]")
+
+
+def _mnist_from_dir(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split from the user's data directory: the IDX files, else mnist.npz. Never downloads."""
+    _require(directory, "data directory", f"create it and put the MNIST files there, or point ganframe elsewhere with {WHERE_DATA_DIR}")
+    found = [next((p for p in (directory / f"{stem}.gz", directory / stem) if p.is_file()), None) for stem in MNIST_FILES[split]]
+    if found[0] is not None and found[1] is not None:
+        images = read_idx(found[0], IDX_IMAGES, MNIST_SHAPE)
+        labels = read_idx(found[1], IDX_LABELS, ())
+        return _check_mnist(images, labels, str(found[0]), str(found[1]))
+    if (directory / "mnist.npz").is_file():
+        return _mnist_from_npz(directory / "mnist.npz", split)
+    missing = [f"{stem}.gz" for stem, path in zip(MNIST_FILES[split], found) if path is None]
+    raise DataError(
+        f"MNIST ({split} split) is not in the data directory {directory}: missing {', '.join(missing)}. "
+        f"Put the IDX files there ({MNIST_ALL_FILES}; uncompressed without .gz also works) or the Keras "
+        f"mnist.npz, or point ganframe at the directory that holds them with {WHERE_DATA_DIR}"
+    )
+
+
+def _keras_cache() -> Path:
+    """Where keras.datasets.mnist keeps its download (``$KERAS_HOME`` or ``~/.keras``)."""
+    home = os.environ.get("KERAS_HOME")
+    return (Path(home) if home else Path.home() / ".keras") / "datasets" / "mnist.npz"
+
+
+def _mnist_from_keras(splits: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The splits from the Keras cache, else from a Keras download (the only TensorFlow import here)."""
+    cache = _keras_cache()
+    if cache.is_file():
+        return [_mnist_from_npz(cache, split) for split in splits]
+    try:
+        import keras  # imports TensorFlow: only when nothing local was found
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as error:  # noqa: BLE001 - offline, no keras, a broken download: all the same to the user
+        raise DataError(
+            f"MNIST is not available: no data directory was given, {cache} does not exist, and downloading it "
+            f"failed ({type(error).__name__}: {error}). Put {MNIST_ALL_FILES} (or mnist.npz) in a directory "
+            f"and point ganframe at it with {WHERE_DATA_DIR}"
+        ) from None
+    arrays = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    source = "keras.datasets.mnist.load_data()"
+    return [_check_mnist(*arrays[split], f"{source} x_{split}", f"{source} y_{split}") for split in splits]
+
+
+def load_mnist(context: DataContext, options: MnistOptions) -> ImageData:
+    """MNIST digits, 28x28x1 with labels, from the data directory, the Keras cache or a download."""
+    splits = ["train", "test"] if options.split == "all" else [options.split]
+    if context.data_dir is not None:
+        parts = [_mnist_from_dir(Path(context.data_dir).expanduser(), split) for split in splits]
+    else:
+        parts = _mnist_from_keras(splits)
+    images = _first(np.concatenate([images for images, _ in parts]), options.limit)
+    labels = _first(np.concatenate([labels for _, labels in parts]), options.limit)
+    return ImageData(
+        (images.astype(np.float32) / 255.0)[..., None],
+        labels.astype(np.int32),
+        DataSpec((28, 28, 1), (0.0, 1.0), 10),
+        name="mnist",
+    )
+
+
+# --------------------------------------------------------------------------------------------- digits
+
+
+class DigitsOptions(Options):
+    limit: Limit = None
+
+
+def load_digits(context: DataContext, options: DigitsOptions) -> ImageData:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download): a data set for seconds-long runs."""
+    from sklearn.datasets import load_digits as sklearn_digits  # slow to import; only when used
+
+    pixels, labels = sklearn_digits(return_X_y=True)
+    images = _first(pixels, options.limit).reshape(-1, 8, 8, 1) / 16.0
+    return ImageData(
+        images.astype(np.float32),
+        _first(labels, options.limit).astype(np.int32),
+        DataSpec((8, 8, 1), (0.0, 1.0), 10),
+        name="digits",
+    )
+
+
+# ------------------------------------------------------------------------------------------ npz / npy
+
+
+class NpzOptions(Options):
+    path: Path = Field(description="a .npz or .npy file")
+    key: str | None = Field(None, description="the images' array in an .npz (default: x, images, x_train or the only one)")
+    labels_key: str | None = Field(None, description="the labels' array in an .npz (default: no labels)")
+    limit: Limit = None
+
+
+def _load_arrays(path: Path) -> Any:
+    """``np.load`` without pickle: an ndarray for .npy, an open NpzFile for .npz."""
+    _require(path, "array file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{path}: cannot load it as a numeric .npy or .npz file ({error}); ganframe never loads "
+            "pickled Python objects, save plain arrays with np.save or np.savez"
+        ) from None
+
+
+def _array(arrays: Any, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz, refusing object arrays (they would need pickle)."""
+    if key not in arrays.files:
+        raise DataError(f"{path}: no array named {key!r}; it holds {', '.join(arrays.files) or 'no arrays'}")
+    try:
+        return arrays[key]
+    except ValueError:
+        raise DataError(
+            f"{path}: array {key!r} holds Python objects (dtype=object), which ganframe never loads; "
+            "save it with a numeric dtype, e.g. uint8 images"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{path}: array {key!r} cannot be read ({error}); the file is corrupt") from None
+
+
+def _default_key(names: list[str], path: Path) -> str:
+    """The images' array when the user named none: a conventional name, or the only array."""
+    for name in ("x", "images", "x_train"):
+        if name in names:
+            return name
+    if len(names) == 1:
+        return names[0]
+    raise DataError(f"{path}: which array holds the images? It holds {', '.join(names) or 'none'}; set the option `key`")
+
+
+def _unit_images(array: np.ndarray, source: str) -> np.ndarray:
+    """float32 (N, H, W, C) in [0, 1] from uint8 or already-scaled floats; anything else is refused."""
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{source}: images have shape {array.shape}; expected (N, H, W) or (N, H, W, C) with C = 1, 3 or 4")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{source}: images have dtype {array.dtype}; expected uint8 (0..255) or floats in [0, 1]")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if not (0.0 <= low and high <= 1.0):  # also catches NaN
+        raise DataError(
+            f"{source}: float pixel values span [{low:g}, {high:g}]; expected floats in [0, 1] or uint8 "
+            "in 0..255; rescale them first, e.g. x / 255 or (x + 1) / 2"
+        )
+    return array.astype(np.float32)
+
+
+def _class_ids(labels: np.ndarray, count: int, source: str) -> tuple[np.ndarray, int]:
+    """int32 labels (N,) and the number of classes (largest id + 1)."""
+    if labels.ndim == 2 and labels.shape[1] == 1:  # (N, 1), as in Keras' CIFAR
+        labels = labels[:, 0]
+    if labels.shape != (count,):
+        raise DataError(f"{source}: labels have shape {labels.shape}, expected ({count},), one per image")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{source}: labels have dtype {labels.dtype}; expected integer class ids 0, 1, 2, ...")
+    if count and labels.min() < 0:
+        raise DataError(f"{source}: labels must be class ids >= 0, found {labels.min()}")
+    return labels.astype(np.int32), int(labels.max()) + 1 if count else 0
+
+
+def load_npz(context: DataContext, options: NpzOptions) -> ImageData:
+    """Images (and optionally labels) from a user's .npz or .npy file."""
+    path = options.path.expanduser()
+    arrays = _load_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        if options.key or options.labels_key:
+            raise DataError(f"{path}: a .npy file holds one array; the options key and labels_key apply to .npz files only")
+        images, labels = arrays, None
+    else:
+        with arrays:
+            key = options.key or _default_key(arrays.files, path)
+            images = _array(arrays, key, path)
+            labels = _array(arrays, options.labels_key, path) if options.labels_key else None
+    num_classes = None
+    if labels is not None:
+        labels, num_classes = _class_ids(labels, len(images), f"{path} [{options.labels_key}]")
+    images = _unit_images(_first(images, options.limit), str(path))
+    return ImageData(images, _first(labels, options.limit), DataSpec(images.shape[1:], (0.0, 1.0), num_classes), name="npz")
+
+
+# --------------------------------------------------------------------------------------------- folder
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def _pair(value: Any) -> Any:
+    """``size = 64`` means 64x64; a pair is (height, width)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if value is None or isinstance(value, (list, tuple)):
+        return value
+    raise ValueError("expected an integer N (for NxN) or a pair [height, width]")
+
+
+def _positive(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is not None and min(size) <= 0:
+        raise ValueError("height and width must be > 0")
+    return size
+
+
+class FolderOptions(Options):
+    path: Path = Field(description="a directory of PNG/JPEG images, searched recursively")
+    size: Annotated[tuple[int, int] | None, BeforeValidator(_pair), AfterValidator(_positive)] = Field(
+        None, description="resize to this (height, width), or N for NxN; needed when the images differ in size"
+    )
+    channels: Literal[1, 3] = 1
+    labels: bool = Field(False, description="class = the top-level subfolder an image lies in")
+    limit: Limit = None
+
+
+def _image_files(root: Path) -> list[Path]:
+    """PNG/JPEG files under ``root``, sorted so that runs see the same order; hidden files skipped."""
+    files = [
+        path for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return sorted(files)
+
+
+def _folder_classes(root: Path, files: list[Path]) -> tuple[list[str], dict[str, int]]:
+    """Each file's class (its top-level subfolder) and the class ids, by sorted class name."""
+    names = []
+    for path in files:
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            raise DataError(
+                f"{path} lies directly in {root}, but labels = true takes each image's class from its subfolder; "
+                "move every image into a folder named after its class, or set labels = false"
+            )
+        names.append(parts[0])
+    return names, {name: index for index, name in enumerate(sorted(set(names)))}
+
+
+def _read_image(path: Path, mode: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)  # convert() loads the pixels, so a truncated file fails here
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{path}: Pillow cannot read this image ({error}); delete or replace the file") from None
+
+
+def load_folder(context: DataContext, options: FolderOptions) -> ImageData:
+    """Every PNG/JPEG under a directory, optionally labelled by subfolder, resized to one size."""
+    root = _require(options.path.expanduser(), "image folder")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory; the folder dataset needs a directory of PNG/JPEG images")
+    files = _image_files(root)
+    if not files:
+        raise DataError(f"{root}: no PNG or JPEG images found (searched subfolders too, for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    labels = num_classes = None
+    if options.labels:
+        names, ids = _folder_classes(root, files)
+        labels, num_classes = np.array([ids[name] for name in names], np.int32), len(ids)
+    files, labels = _first(files, options.limit), _first(labels, options.limit)
+
+    mode = "L" if options.channels == 1 else "RGB"
+    pixels, first = [], None
+    for path in files:
+        image = _read_image(path, mode)
+        if options.size is not None:
+            height, width = options.size
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.LANCZOS)
+        elif first is None:
+            first = (path, image.size)
+        elif image.size != first[1]:
+            raise DataError(
+                f"{root}: images differ in size ({first[0]} is {first[1][0]}x{first[1][1]}, {path} is "
+                f"{image.size[0]}x{image.size[1]}); set the option `size` (e.g. size = 64) to resize them all"
+            )
+        pixels.append(np.asarray(image, np.uint8).reshape(image.size[1], image.size[0], options.channels))
+    images = np.stack(pixels).astype(np.float32) / np.float32(255.0)
+    return ImageData(images, labels, DataSpec(images.shape[1:], (0.0, 1.0), num_classes), name="folder")
+
+
+@hookimpl
+def ganframe_register_datasets(register: Callable[..., None]) -> None:
+    register("mnist", load_mnist, "MNIST digits 28x28x1 with labels (data directory, Keras cache, or download).", MnistOptions)
+    register("digits", load_digits, "scikit-learn's bundled 8x8 digits with labels; no download, trains in seconds.", DigitsOptions)
+    register("npz", load_npz, "Images (and labels) from your .npz or .npy file: uint8 or floats in [0, 1].", NpzOptions)
+    register("folder", load_folder, "A folder of PNG/JPEG images, optionally labelled by subfolder.", FolderOptions)

@@ -1,0 +1,416 @@
+"""The built-in datasets, used through the plugin registry as the engine uses them.
+
+Every test writes its own small files in the real formats (IDX, npz, PNG); one
+test reads the real MNIST when a local copy is present.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganframe import ConfigError, DataContext, DataError, ImageData, load_plugins
+
+REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist")
+IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_plugins()
+
+
+@pytest.fixture
+def load(registry):
+    """load(name, options, data_dir=None) -> ImageData, through the registry."""
+
+    def load(name: str, options: dict | None = None, data_dir: Path | None = None) -> ImageData:
+        return registry.build("dataset", name, options or {}, DataContext(data_dir=data_dir))
+
+    return load
+
+
+def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None) -> None:
+    assert isinstance(data, ImageData)
+    assert data.images.shape == shape
+    assert data.images.dtype == np.float32
+    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
+    assert data.spec.shape == shape[1:] and data.spec.value_range == (0.0, 1.0)
+    assert data.spec.num_classes == num_classes
+    if num_classes is None:
+        assert data.labels is None
+    else:
+        assert data.labels.dtype == np.int32 and data.labels.shape == (shape[0],)
+
+
+# ---------------------------------------------------------------------------------------------- MNIST
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None, count: int | None = None) -> bytes:
+    """The IDX encoding of a uint8 array: big-endian magic, dimensions, then the raw bytes."""
+    magic = magic if magic is not None else 2048 + array.ndim
+    dims = (count if count is not None else array.shape[0], *array.shape[1:])
+    return struct.pack(f">I{array.ndim}I", magic, *dims) + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(directory: Path, train: int = 20, test: int = 12, gz: bool = True) -> dict[str, np.ndarray]:
+    """Tiny MNIST in the four standard files; returns the arrays written."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": (np.arange(train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(test)[::-1] % 10).astype(np.uint8),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, array in arrays.items():
+        raw = idx_bytes(array)
+        if gz:
+            (directory / f"{stem}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (directory / stem).write_bytes(raw)
+    return arrays
+
+
+def test_mnist_from_idx_gz(load, tmp_path):
+    written = write_mnist(tmp_path)
+    data = load("mnist", {"split": "test"}, tmp_path)
+    check(data, (12, 28, 28, 1), 10)
+    np.testing.assert_allclose(data.images[..., 0], written["t10k-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.labels, written["t10k-labels-idx1-ubyte"])
+    assert data.name == "mnist"
+
+
+def test_mnist_train_is_default_and_all_concatenates(load, tmp_path):
+    written = write_mnist(tmp_path)
+    check(load("mnist", {}, tmp_path), (20, 28, 28, 1), 10)
+    both = load("mnist", {"split": "all"}, tmp_path)
+    check(both, (32, 28, 28, 1), 10)
+    np.testing.assert_array_equal(both.labels[20:], written["t10k-labels-idx1-ubyte"])
+
+
+def test_mnist_limit_takes_the_first_images(load, tmp_path):
+    written = write_mnist(tmp_path)
+    data = load("mnist", {"split": "train", "limit": 5}, tmp_path)
+    check(data, (5, 28, 28, 1), 10)
+    np.testing.assert_array_equal(data.labels, written["train-labels-idx1-ubyte"][:5])
+    assert len(load("mnist", {"limit": 1000}, tmp_path)) == 20  # a limit above N keeps everything
+
+
+def test_mnist_uncompressed_idx(load, tmp_path):
+    write_mnist(tmp_path, gz=False)
+    check(load("mnist", {"split": "test"}, tmp_path), (12, 28, 28, 1), 10)
+
+
+def test_mnist_npz_in_data_dir(load, tmp_path):
+    x = np.full((7, 28, 28), 255, np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=x, y_train=np.arange(7) % 10, x_test=x[:3], y_test=np.array([9, 8, 7]))
+    data = load("mnist", {"split": "test"}, tmp_path)
+    check(data, (3, 28, 28, 1), 10)
+    assert data.images.max() == 1.0 and list(data.labels) == [9, 8, 7]
+
+
+def test_mnist_from_keras_cache(load, tmp_path, monkeypatch):
+    (tmp_path / "datasets").mkdir()
+    x = np.zeros((4, 28, 28), np.uint8)
+    np.savez(tmp_path / "datasets" / "mnist.npz", x_train=x, y_train=np.arange(4), x_test=x[:2], y_test=np.arange(2))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    check(load("mnist", {"split": "all"}), (6, 28, 28, 1), 10)
+
+
+def test_mnist_offline_says_what_to_download_and_where(load, tmp_path, monkeypatch):
+    """No data dir, no cache, and the download fails: the message is the recipe (Keras is faked, no TensorFlow)."""
+
+    def offline():
+        raise OSError("URL fetch failure: no network")
+
+    fake = types.SimpleNamespace(datasets=types.SimpleNamespace(mnist=types.SimpleNamespace(load_data=offline)))
+    monkeypatch.setitem(sys.modules, "keras", fake)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(DataError) as error:
+        load("mnist")
+    message = str(error.value)
+    assert "no network" in message and str(tmp_path / "keras" / "datasets" / "mnist.npz") in message
+    for name in IDX_NAMES + ["--data-dir", "data_dir", "GANFRAME_DATA_DIR"]:
+        assert name in message
+
+
+def test_mnist_data_dir_without_the_files_lists_them(load, tmp_path):
+    (tmp_path / "unrelated.txt").write_text("hello")
+    with pytest.raises(DataError) as error:
+        load("mnist", {"split": "train"}, tmp_path)
+    message = str(error.value)
+    assert str(tmp_path) in message and "mnist.npz" in message and "GANFRAME_DATA_DIR" in message
+    for name in IDX_NAMES:
+        assert name in message
+
+
+def test_mnist_missing_one_file_names_it(load, tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    check(load("mnist", {"split": "train"}, tmp_path), (20, 28, 28, 1), 10)
+    with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\.gz"):
+        load("mnist", {"split": "test"}, tmp_path)
+
+
+def test_mnist_data_dir_that_does_not_exist(load, tmp_path):
+    with pytest.raises(DataError, match="does not exist") as error:
+        load("mnist", {}, tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(error.value) and "GANFRAME_DATA_DIR" in str(error.value)
+
+
+def _gz(raw: bytes) -> bytes:
+    return gzip.compress(raw)
+
+
+IMAGES = np.zeros((12, 28, 28), np.uint8)
+CORRUPTIONS = {
+    # name: (file to overwrite, its new bytes, words the message must hold)
+    "bad magic": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES, magic=2049)), "magic number 2049, expected 2051"),
+    "labels as images": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(IMAGES)), "magic number 2051, expected 2049"),
+    "truncated data": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES)[:-100]), "truncated"),
+    "truncated header": ("t10k-images-idx3-ubyte.gz", _gz(b"\x00\x00\x08"), "too short for an IDX header"),
+    "count above data": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES, count=13)), "announces 13 items"),
+    "count below data": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES, count=11)), "announces 11 items"),
+    "wrong image size": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(np.zeros((12, 32, 32), np.uint8))), "(32, 32)"),
+    "corrupt gzip": ("t10k-images-idx3-ubyte.gz", b"\x1f\x8b\x08\x00garbage-not-deflate", "corrupt"),
+    "not gzip": ("t10k-images-idx3-ubyte.gz", idx_bytes(IMAGES), "corrupt"),
+    "gzip cut short": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES))[:-12], "corrupt or truncated"),
+    "label count": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(np.zeros(11, np.uint8))), "holds 11 labels but"),
+    "label range": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(np.full(12, 12, np.uint8))), "digits 0..9"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_mnist_corrupt_file_is_named(load, tmp_path, corruption):
+    write_mnist(tmp_path)
+    name, content, words = CORRUPTIONS[corruption]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError) as error:
+        load("mnist", {"split": "test"}, tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / name) in message and words in message
+    assert "\n" not in message
+
+
+def test_mnist_npz_missing_key_is_named(load, tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="no array named 'y_train'") as error:
+        load("mnist", {}, tmp_path)
+    assert str(tmp_path / "mnist.npz") in str(error.value)
+
+
+@pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="no local MNIST copy (set GANFRAME_DATA_DIR or provide ../shared/datasets/mnist)")
+def test_real_mnist_test_split(load):
+    data = load("mnist", {"split": "test"}, REAL_MNIST)
+    check(data, (10000, 28, 28, 1), 10)
+    assert set(np.unique(data.labels)) == set(range(10))
+    assert data.images.max() == 1.0 and 0.05 < data.images.mean() < 0.25
+
+
+# --------------------------------------------------------------------------------------------- digits
+
+
+def test_digits(load):
+    data = load("digits")
+    check(data, (1797, 8, 8, 1), 10)
+    assert data.images.max() == 1.0 and set(np.unique(data.labels)) == set(range(10))
+    check(load("digits", {"limit": 50}), (50, 8, 8, 1), 10)
+
+
+# ------------------------------------------------------------------------------------------ npz / npy
+
+
+def test_npz_uint8_with_labels(load, tmp_path):
+    x = np.arange(5 * 6 * 7, dtype=np.uint8).reshape(5, 6, 7)
+    np.savez(tmp_path / "d.npz", images=x, y=np.array([0, 2, 1, 2, 0]))
+    data = load("npz", {"path": tmp_path / "d.npz", "labels_key": "y"})
+    check(data, (5, 6, 7, 1), 3)
+    np.testing.assert_allclose(data.images[..., 0], x / 255.0, atol=1e-6)
+    assert data.name == "npz"
+    limited = load("npz", {"path": str(tmp_path / "d.npz"), "labels_key": "y", "limit": 2})
+    check(limited, (2, 6, 7, 1), 3)  # num_classes comes from all labels, not the first two
+
+
+@pytest.mark.parametrize("key", ["x", "images", "x_train", "only_one"])
+def test_npz_default_key(load, tmp_path, key):
+    arrays = {key: np.random.default_rng(0).random((4, 5, 5, 3), np.float32)}
+    if key != "only_one":
+        arrays["other"] = np.zeros(3)
+    np.savez(tmp_path / "d.npz", **arrays)
+    check(load("npz", {"path": tmp_path / "d.npz"}), (4, 5, 5, 3), None)
+
+
+def test_npz_ambiguous_or_unknown_key(load, tmp_path):
+    np.savez(tmp_path / "d.npz", a=np.zeros((2, 4, 4)), b=np.zeros((2, 4, 4)))
+    with pytest.raises(DataError, match="set the option `key`") as error:
+        load("npz", {"path": tmp_path / "d.npz"})
+    assert "a, b" in str(error.value)
+    with pytest.raises(DataError, match="no array named 'c'; it holds a, b"):
+        load("npz", {"path": tmp_path / "d.npz", "key": "c"})
+
+
+def test_npy_file(load, tmp_path):
+    np.save(tmp_path / "d.npy", np.zeros((3, 4, 4, 4), np.float64))
+    check(load("npz", {"path": tmp_path / "d.npy"}), (3, 4, 4, 4), None)
+
+
+def test_npz_object_array_is_refused_without_unpickling(load, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.array([np.zeros((2, 2)), "text"], dtype=object))
+    with pytest.raises(DataError, match="dtype=object") as error:
+        load("npz", {"path": tmp_path / "d.npz"})
+    assert str(tmp_path / "d.npz") in str(error.value)
+    np.save(tmp_path / "d.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="never loads") as error:
+        load("npz", {"path": tmp_path / "d.npy"})
+    assert str(tmp_path / "d.npy") in str(error.value)
+
+
+def test_npz_float_out_of_range_states_min_and_max(load, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.linspace(-1, 1, 2 * 4 * 4).reshape(2, 4, 4))
+    with pytest.raises(DataError, match=r"span \[-1, 1\]; expected floats in \[0, 1\] or uint8") as error:
+        load("npz", {"path": tmp_path / "d.npz"})
+    assert str(tmp_path / "d.npz") in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "array, words",
+    [
+        (np.zeros((2, 4, 4, 2), np.uint8), "C = 1, 3 or 4"),
+        (np.zeros((4, 4), np.uint8), "shape (4, 4)"),
+        (np.zeros((2, 4, 4), np.int64), "dtype int64"),
+        (np.full((2, 4, 4), np.nan, np.float32), "span [nan, nan]"),
+    ],
+)
+def test_npz_bad_images(load, tmp_path, array, words):
+    np.savez(tmp_path / "d.npz", x=array)
+    with pytest.raises(DataError) as error:
+        load("npz", {"path": tmp_path / "d.npz"})
+    assert words in str(error.value)
+
+
+def test_npz_bad_labels(load, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 4, 4), np.uint8), n=np.array([0, 1]), f=np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(DataError, match=r"expected \(3,\), one per image"):
+        load("npz", {"path": tmp_path / "d.npz", "labels_key": "n"})
+    with pytest.raises(DataError, match="integer class ids"):
+        load("npz", {"path": tmp_path / "d.npz", "labels_key": "f"})
+
+
+def test_npz_missing_or_unreadable_file(load, tmp_path):
+    with pytest.raises(DataError, match="does not exist") as error:
+        load("npz", {"path": tmp_path / "nope.npz"})
+    assert str(tmp_path / "nope.npz") in str(error.value)
+    (tmp_path / "junk.npz").write_bytes(b"not an array file")
+    with pytest.raises(DataError, match="cannot load it") as error:
+        load("npz", {"path": tmp_path / "junk.npz"})
+    assert str(tmp_path / "junk.npz") in str(error.value)
+
+
+# --------------------------------------------------------------------------------------------- folder
+
+
+def write_png(path: Path, size: tuple[int, int] = (6, 5), value: int = 128, mode: str = "L") -> None:
+    """A flat image of (width, height) ``size``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value, 0, 255)).save(path)
+
+
+def test_folder_unlabelled_grayscale(load, tmp_path):
+    for index in range(3):
+        write_png(tmp_path / "imgs" / f"{index}.png", value=index * 100)
+    write_png(tmp_path / "imgs" / "deeper" / "3.PNG", value=255)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    data = load("folder", {"path": tmp_path / "imgs"})
+    check(data, (4, 5, 6, 1), None)
+    # sorted paths: 0.png, 1.png, 2.png, deeper/3.PNG
+    np.testing.assert_allclose(data.images[:, 0, 0, 0], [0, 100 / 255, 200 / 255, 1.0], atol=1e-6)
+    assert data.name == "folder"
+
+
+def test_folder_labels_rgb_resize_and_limit(load, tmp_path):
+    for name, count in [("zebra", 2), ("cat", 3)]:
+        for index in range(count):
+            write_png(tmp_path / name / f"{index}.png", size=(10 + index, 7), mode="RGB")
+    (tmp_path / "cat" / "sub").mkdir()
+    Image.new("RGB", (9, 9)).save(tmp_path / "cat" / "sub" / "x.jpg")
+    data = load("folder", {"path": tmp_path, "labels": True, "channels": 3, "size": [8, 4]})
+    check(data, (6, 8, 4, 3), 2)
+    assert list(data.labels) == [0, 0, 0, 0, 1, 1]  # cat (incl. cat/sub) = 0, zebra = 1
+    square = load("folder", {"path": tmp_path, "labels": True, "size": 16, "limit": 2})
+    check(square, (2, 16, 16, 1), 2)
+
+
+def test_folder_unreadable_file_is_named(load, tmp_path):
+    write_png(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is no png")
+    with pytest.raises(DataError, match="Pillow cannot read") as error:
+        load("folder", {"path": tmp_path})
+    assert str(tmp_path / "b.png") in str(error.value)
+
+
+def test_folder_mixed_sizes_need_size(load, tmp_path):
+    write_png(tmp_path / "a.png", size=(6, 5))
+    write_png(tmp_path / "b.png", size=(8, 8))
+    with pytest.raises(DataError, match="set the option `size`") as error:
+        load("folder", {"path": tmp_path})
+    assert str(tmp_path / "b.png") in str(error.value) and "8x8" in str(error.value)
+    check(load("folder", {"path": tmp_path, "size": 4}), (2, 4, 4, 1), None)
+
+
+def test_folder_empty_missing_and_unlabelled_root(load, tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(DataError, match="no PNG or JPEG images") as error:
+        load("folder", {"path": tmp_path / "empty"})
+    assert str(tmp_path / "empty") in str(error.value)
+    with pytest.raises(DataError, match="does not exist"):
+        load("folder", {"path": tmp_path / "missing"})
+    write_png(tmp_path / "root" / "cls" / "a.png")
+    write_png(tmp_path / "root" / "loose.png")
+    with pytest.raises(DataError, match="lies directly in") as error:
+        load("folder", {"path": tmp_path / "root", "labels": True})
+    assert str(tmp_path / "root" / "loose.png") in str(error.value)
+
+
+# -------------------------------------------------------------------------------- options and registry
+
+
+@pytest.mark.parametrize(
+    "name, options, field",
+    [
+        ("mnist", {"split": "valid"}, "'split'"),
+        ("mnist", {"limit": 0}, "'limit'"),
+        ("mnist", {"spilt": "test"}, "'spilt': unknown field"),
+        ("digits", {"limit": -3}, "'limit'"),
+        ("npz", {}, "'path': required"),
+        ("folder", {"path": ".", "channels": 2}, "'channels'"),
+        ("folder", {"path": ".", "size": [4, 0]}, "'size': got [4, 0]; height and width must be > 0"),
+        ("folder", {"path": ".", "size": "big"}, "[height, width]"),
+    ],
+)
+def test_bad_options_name_the_field(load, name, options, field):
+    with pytest.raises(ConfigError) as error:
+        load(name, options)
+    assert field in str(error.value) and f"dataset '{name}'" in str(error.value)
+
+
+def test_registered_with_descriptions(registry):
+    for name in ("mnist", "digits", "npz", "folder"):
+        component = registry.get("dataset", name)
+        assert component.plugin == "ganframe.builtin.datasets" and component.description
+
+
+def test_module_imports_no_tensorflow():
+    code = "import sys, ganframe.builtin.datasets; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
