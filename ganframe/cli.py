@@ -160,6 +160,7 @@ def train(
 @reports_errors
 def plugins(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    show_options: bool = typer.Option(False, "--options", help="Show each component's options with types and defaults."),
 ) -> None:
     """List plugins, the components each registers, and the ones that failed and why."""
     registry = get_registry()
@@ -200,6 +201,9 @@ def plugins(
                 if component_kind == kind:
                     component = registry.components[kind][name]
                     typer.echo(f"    {kind:<18} {name:<14} {component.description}")
+                    if show_options:
+                        for option, summary in options_model_summary(component.options).items():
+                            typer.echo(f"        {option}: {summary}")
     failed = [record for record in registry.plugins if record.status == "failed"]
     if failed:
         typer.echo(f"\n{len(failed)} plugin(s) failed to load; the others work. Fix or disable them "

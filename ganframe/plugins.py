@@ -288,11 +288,27 @@ def get_registry(*, reload: bool = False) -> Registry:
     return _REGISTRY
 
 
+def _type_name(annotation: Any) -> str:
+    """A readable type: ``tuple[int, ...]`` rather than the Annotated/FieldInfo repr pydantic keeps."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    while (start := text.find("Annotated[")) >= 0:
+        depth, end = 0, start + len("Annotated")
+        for end in range(end, len(text)):
+            depth += {"[": 1, "]": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        inner = text[start + len("Annotated["):end].split(",")[0]
+        text = text[:start] + inner + text[end + 1:]
+    return text
+
+
 def options_model_summary(options: type[Options]) -> dict[str, str]:
-    """Field name -> "type = default" for listings and docs."""
+    """Field name -> "type = default  (description)" for listings and docs."""
     summary = {}
     for name, info in options.model_fields.items():
-        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
-        default = "required" if info.is_required() else repr(info.default)
-        summary[name] = f"{annotation} = {default}"
+        text = _type_name(info.annotation)
+        text += " (required)" if info.is_required() else f" = {info.default!r}"
+        if info.description:
+            text += f"  # {info.description}"
+        summary[name] = text
     return summary

@@ -151,3 +151,52 @@ def test_existing_output_directory_is_refused_without_overwrite(tmp_path):
         ganframe.train(tiny_config(tmp_path, steps=2), progress=False)
     ganframe.train(tiny_config(tmp_path, steps=2), overwrite=True, progress=False)
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+class ConstantPenalty(ganframe.Penalty):
+    """Adds a known constant, so its presence in d_loss is visible."""
+
+    def __call__(self, critic, real, fake):
+        return keras.ops.convert_to_tensor(100.0)
+
+
+class Blank(ganframe.Augmentation):
+    """Replaces every image by zeros: D then cannot tell real from fake."""
+
+    def __call__(self, images, seed):
+        return images * 0.0  # (zero gradients for G, but gradients)
+
+
+class ExtraComponents:
+    @staticmethod
+    @ganframe.hookimpl
+    def ganframe_register_losses(register):
+        register("constant", lambda spec, options: ConstantPenalty(), "Adds 100 to D's loss.")
+
+    @staticmethod
+    @ganframe.hookimpl
+    def ganframe_register_augmentations(register):
+        register("blank", lambda spec, options: Blank(), "Zeroes images before D.")
+
+
+def test_input_gradients_of_a_linear_critic_is_its_weight_vector():
+    w = np.arange(1.0, 65.0, dtype="float32").reshape(8, 8, 1) / 64.0
+    critic = lambda x: keras.ops.sum(x * w, axis=(1, 2, 3))  # noqa: E731
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32"))
+    grads = ganframe.input_gradients(critic, x)
+    np.testing.assert_allclose(grads, np.broadcast_to(w, (4, 8, 8, 1)), rtol=1e-6)
+    r1 = keras.ops.mean(keras.ops.sum(grads**2, axis=(1, 2, 3)))  # R1 of a linear critic is ||w||^2
+    np.testing.assert_allclose(r1, np.sum(w**2), rtol=1e-5)
+
+
+def test_penalties_and_augmentations_from_a_plugin_reach_the_step(tmp_path):
+    registry = ganframe.load_plugins(extra=[("extras", ExtraComponents)])
+    config = tiny_config(tmp_path, steps=2, penalties={"constant": {}}, augmentations={"blank": {}})
+    run = ganframe.train(config, registry=registry, progress=False)
+    history = run.history.history
+    assert history["d_loss"][0] > 100.0
+    assert history["d_real"][0] == pytest.approx(history["d_fake"][0])
+
+    misplaced = tiny_config(tmp_path / "b", steps=2, loss="constant")
+    with pytest.raises(ganframe.ConfigError, match="'constant' is not an adversarial loss"):
+        ganframe.train(misplaced, registry=registry, progress=False)

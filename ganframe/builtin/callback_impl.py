@@ -76,29 +76,36 @@ class Checkpoint(_Periodic):
 
 
 class MetricsLog(_Periodic):
-    """Appends one row per interval to ``metrics.csv``: the metrics' means over that interval."""
+    """Appends one row per interval to ``metrics.csv``: each metric's mean over that interval.
+
+    The engine's metrics are Keras ``Mean`` trackers (running since training began, as the
+    progress bar and ``History`` expect); an interval's mean is the difference of their
+    totals and counts, so nothing is reset behind other callbacks' backs.
+    """
 
     def __init__(self, context: CallbackContext, options: Any) -> None:
         super().__init__(options.every)
         self.path = context.run_dir / "metrics.csv"
         self.columns: list[str] | None = None
 
+    def _sums(self) -> dict[str, tuple[float, float]]:
+        return {m.name: (float(m.total.numpy()), float(m.count.numpy())) for m in self.model.metrics}
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
-        self.clock = time.perf_counter()
-        self.clock_step = self.last_step
-        self.model.reset_metrics()
+        self.clock, self.clock_step, self.sums = time.perf_counter(), self.last_step, self._sums()
 
     def act(self, step: int, logs: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        row = {"step": step, "steps_per_s": (step - self.clock_step) / max(now - self.clock, 1e-9)}
-        row.update({name: float(value) for name, value in logs.items()})
+        now, sums = time.perf_counter(), self._sums()
+        row: dict[str, float] = {"step": step, "steps_per_s": (step - self.clock_step) / max(now - self.clock, 1e-9)}
+        for name, (total, count) in sums.items():
+            old_total, old_count = self.sums.get(name, (0.0, 0.0))
+            row[name] = (total - old_total) / max(count - old_count, 1.0)
         if self.columns is None:
             self.columns = list(row)
             if not self.path.exists() or self.path.stat().st_size == 0:
                 with open(self.path, "w", newline="") as handle:
                     csv.writer(handle).writerow(self.columns)
         with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerow([f"{row.get(c, float('nan')):.6g}" if c != "step" else step for c in self.columns])
-        self.clock, self.clock_step = now, step
-        self.model.reset_metrics()
+            csv.writer(handle).writerow([step] + [f"{row.get(c, float('nan')):.6g}" for c in self.columns[1:]])
+        self.clock, self.clock_step, self.sums = now, step, sums
