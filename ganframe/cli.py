@@ -22,7 +22,7 @@ from ganframe import __version__
 from ganframe.contract import CONTRACT_VERSION, KINDS
 from ganframe.config import check_components, resolve_config
 from ganframe.errors import ConfigError, GanframeError
-from ganframe.plugins import get_registry, options_model_summary
+from ganframe.plugins import get_registry, options_model_summary, reset_registry
 
 app = typer.Typer(
     name="ganframe",
@@ -67,6 +67,7 @@ def root(
     """ganframe: a plugin-based GAN framework on TensorFlow and Keras 3."""
     if strict:
         os.environ["GANFRAME_STRICT_PLUGINS"] = "1"
+        reset_registry()  # a registry loaded earlier in this process was not strict
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -144,6 +145,10 @@ def train(
     else:
         run_config = resolve_config(config, overrides)
         check_components(run_config, registry)  # before importing TensorFlow: a typo costs milliseconds
+    failed = [record.label for record in registry.plugins if record.status == "failed"]
+    if failed:  # not fatal (unless --strict), but never silent
+        typer.echo(f"warning: {len(failed)} plugin(s) failed to load and are skipped (see `ganframe plugins`): "
+                   f"{', '.join(failed)}", err=True)
     typer.echo("loading TensorFlow ...", err=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ganframe.run import train as train_run
@@ -220,7 +225,7 @@ def _load_run(run: Path) -> Any:
 @app.command()
 @reports_errors
 def sample(
-    run: Path = typer.Argument(..., help="Run directory."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory."),
     n: int = typer.Option(64, "--n", min=1, max=100_000, help="Number of images."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png for a grid, .npz for the raw array."),
     seed: int = typer.Option(0, help="Noise seed; the same seed gives the same images."),
@@ -235,7 +240,7 @@ def sample(
 @app.command()
 @reports_errors
 def export(
-    run: Path = typer.Argument(..., help="Run directory."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .keras file. Default: RUN/generator.keras."),
 ) -> None:
     """Write a run's generator as a standalone .keras model."""

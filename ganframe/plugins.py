@@ -288,6 +288,12 @@ def get_registry(*, reload: bool = False) -> Registry:
     return _REGISTRY
 
 
+def reset_registry() -> None:
+    """Forget the process-wide registry; the next :func:`get_registry` loads plugins anew."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
 def _type_name(annotation: Any) -> str:
     """A readable type: ``tuple[int, ...]`` rather than the Annotated/FieldInfo repr pydantic keeps."""
     text = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
