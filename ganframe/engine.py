@@ -79,6 +79,12 @@ class GAN(keras.Model):
         **kwargs: Any,
     ) -> None:
         """Attach one optimizer per network and build their slots now, outside the compiled step."""
+        for network in (self.discriminator, self.generator):
+            if not network.trainable_variables:
+                raise ConfigError(
+                    f"the {network.name} has no trainable variables (was `trainable` set to False?); "
+                    "the engine chooses which variables each optimizer updates, so leave `trainable` alone"
+                )
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer

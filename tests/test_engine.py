@@ -200,3 +200,12 @@ def test_penalties_and_augmentations_from_a_plugin_reach_the_step(tmp_path):
     misplaced = tiny_config(tmp_path / "b", steps=2, loss="constant")
     with pytest.raises(ganframe.ConfigError, match="'constant' is not an adversarial loss"):
         ganframe.train(misplaced, registry=registry, progress=False)
+
+
+def test_a_frozen_network_is_refused_with_a_clear_message():
+    registry = get_registry()
+    networks = registry.build("architecture", "dense", TINY, SPEC)
+    networks.discriminator.trainable = False  # the seed's habit; the engine owns variables itself
+    gan = ganframe.GAN(networks, registry.build("loss", "nonsaturating", {}, SPEC))
+    with pytest.raises(ganframe.ConfigError, match="discriminator has no trainable variables"):
+        gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
