@@ -209,3 +209,14 @@ def test_a_frozen_network_is_refused_with_a_clear_message():
     gan = ganframe.GAN(networks, registry.build("loss", "nonsaturating", {}, SPEC))
     with pytest.raises(ganframe.ConfigError, match="discriminator has no trainable variables"):
         gan.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+
+
+def test_steps_per_execution_and_a_time_budget(tmp_path):
+    run = ganframe.train(tiny_config(tmp_path / "spe", steps=6, steps_per_execution=3), progress=False)
+    assert run.step == 6
+    with open(run.path / "metrics.csv") as handle:
+        assert [int(row["step"]) for row in csv.DictReader(handle)] == [3, 6]  # callbacks see every 3rd step
+
+    budget = ganframe.train(tiny_config(tmp_path / "time", steps=None, max_time=2), progress=False)
+    assert 0 < budget.step < 100_000
+    assert sorted(p.name for p in (budget.path / "checkpoints").iterdir())[-1] == f"ckpt-{budget.step:09d}.npz"
