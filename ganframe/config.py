@@ -112,13 +112,32 @@ class RunConfig(_Section):
             )
         return epochs
 
+    @field_validator("steps_per_execution")
+    @classmethod
+    def _divides_steps(cls, per_execution: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if steps is not None and steps % per_execution:
+            raise PydanticCustomError(
+                "steps_per_execution",
+                "must divide steps ({steps}): Keras runs whole executions, so {steps} steps would train {over}",
+                {"steps": steps, "over": -(-steps // per_execution) * per_execution},
+            )
+        return per_execution
+
     def total_steps(self, dataset_size: int) -> int | None:
-        """Steps the run is asked for, or None when only ``max_time`` bounds it."""
+        """Steps the run is asked for, or None when only ``max_time`` bounds it.
+
+        A length derived from epochs (or the default) is rounded down to whole executions.
+        """
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
-            return self.epochs * max(1, dataset_size // (self.batch_size * self.n_critic))
-        return None if self.max_time is not None else DEFAULT_STEPS
+            derived = self.epochs * max(1, dataset_size // (self.batch_size * self.n_critic))
+        elif self.max_time is not None:
+            return None
+        else:
+            derived = DEFAULT_STEPS
+        return max(self.steps_per_execution, derived - derived % self.steps_per_execution)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -384,3 +384,11 @@ def test_check_components_errors(registry, fields, expected):
     with pytest.raises(ConfigError) as raised:
         check_components(_config(**fields), registry)
     assert expected in str(raised.value)
+
+
+def test_steps_per_execution_must_divide_steps_and_rounds_derived_lengths():
+    with pytest.raises(ConfigError, match=r"'steps_per_execution': got 10; must divide steps \(25\).*would train 30"):
+        validate_config({"steps": 25, "steps_per_execution": 10})
+    assert validate_config({"steps": 30, "steps_per_execution": 10}).total_steps(1000) == 30
+    assert validate_config({"epochs": 1, "batch_size": 10, "steps_per_execution": 7}).total_steps(100) == 7
+    assert validate_config({"steps_per_execution": 3}).total_steps(100) == 9999

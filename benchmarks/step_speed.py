@@ -1,0 +1,562 @@
+"""Train-step speed: ganframe against a hand-written XLA step and the classic seed loop.
+
+One process, identical networks (the same initial weights, copied into each loop)
+and the same data; each loop is warmed up (traced, XLA-compiled) and then timed in
+interleaved rounds of ``--steps`` steps. Loops:
+
+``seed``
+    The classic Keras loop as a practitioner writes it, in the variant that really
+    trains D on Keras 3: D + sigmoid compiled with BCE and its train function built
+    by one ``train_on_batch`` *before* ``trainable = False``; per step
+    ``generator.predict``, ``discriminator.train_on_batch(real+fake)``,
+    ``gan.train_on_batch(noise, ones)``. The script checks that both networks'
+    weights change while it is timed, and fails if not.
+``handwritten``
+    A ``tf.function(jit_compile=True)`` GradientTape step with ganframe's algorithm
+    (one D update on a real batch and fresh noise, one G update on fresh noise against
+    the updated D; non-saturating loss on logits; Adam 2e-4, beta_1 0.5 per network),
+    fed by ``ganframe.pipeline.make_dataset`` iterated in Python.
+``ganframe``
+    ``ganframe.run.build_gan(RunConfig(...))`` driven by ``gan.fit(dataset, epochs=1,
+    steps_per_epoch=N, verbose=0)``: what ``ganframe.train`` does, callbacks aside.
+``ganframe+callbacks``
+    The same with the built-in callbacks at their default intervals (samples every
+    500 steps, checkpoint every 1000, metrics every 50), built through the registry
+    as ``ganframe.train`` builds them, plus the ``Progress`` line printer, writing into
+    a temporary directory. The save that ends every ``fit`` (final checkpoint and
+    grid) is taken out of its time and reported apart, as ``end of fit``: a real run
+    pays it once, not every round.
+
+Every loop pays its own per-round setup inside the timing: ``fit`` creates a fresh
+data iterator per call, so the hand-written loop does the same each round.
+
+``--data synthetic`` replaces MNIST by a pool of random batches of MNIST shape, fed
+without shuffling or per-image batching (``from_tensor_slices(pool).repeat()``;
+the seed loop cycles through the same numpy batches); comparing it with
+``--data mnist`` shows what the input pipeline costs. It needs no files.
+
+    python benchmarks/step_speed.py --data-dir ../shared/datasets/mnist --rounds 5 --steps 200
+    python benchmarks/step_speed.py --data synthetic --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: The lead's targets, printed with the results (medians of steps/s).
+TARGETS = {"ganframe/handwritten": 0.95, "ganframe/seed": 2.3}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=("mnist", "synthetic"), default="mnist",
+                        help="mnist (needs --data-dir or GANFRAME_DATA_DIR) or synthetic random batches of MNIST shape")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="directory holding the MNIST files (default: $GANFRAME_DATA_DIR, else the Keras cache)")
+    parser.add_argument("--arch", default="dense", help="architecture to build (default: dense, the seed's model)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=200, help="steps per loop per round (default 200)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per loop before timing (default 10)")
+    parser.add_argument("--loops", default="seed,handwritten,ganframe,ganframe+callbacks",
+                        help="comma-separated subset of: seed, handwritten, ganframe, ganframe+callbacks")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the networks' initial weights and the data order")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run (< 90 s on 2 cores): 2 rounds of 5 steps after 2 warm-up steps; "
+                             "ganframe+callbacks reuses ganframe's compiled GAN")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup = 2, 5, 2
+    args.loops = list(dict.fromkeys(name.strip() for name in args.loops.split(",") if name.strip()))
+    unknown = set(args.loops) - set(LOOPS)
+    if unknown:
+        parser.error(f"unknown loop(s) {', '.join(sorted(unknown))}; choose from {', '.join(LOOPS)}")
+    if min(args.rounds, args.steps, args.batch_size) < 1 or args.warmup < 1:
+        parser.error("--rounds, --steps, --batch-size and --warmup must be at least 1")
+    return args
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    """What every loop trains on: the images (numpy) and the tf.data stream ganframe would use."""
+
+    images: Any  # float32 (N, H, W, C): the data set (mnist) or the pool of batches, flattened (synthetic)
+    spec: Any  # ganframe.DataSpec
+    dataset: Any  # tf.data.Dataset of (batch, H, W, C) float32 images, with labels for labelled data
+    next_real: Callable[[], Any]  # the seed loop's real batch, a numpy array
+    description: str
+
+
+def load_data(args: argparse.Namespace) -> Data:
+    import numpy as np
+    import tensorflow as tf
+
+    import ganframe
+    from ganframe.pipeline import make_dataset
+
+    batch = args.batch_size
+    rng = np.random.default_rng(args.seed)
+    if args.data == "synthetic":
+        pool_batches = 4 if args.quick else 32
+        pool = rng.random((pool_batches, batch, 28, 28, 1), dtype=np.float32)
+        spec = ganframe.DataSpec((28, 28, 1), (0.0, 1.0), None)
+        dataset = tf.data.Dataset.from_tensor_slices(pool).repeat().prefetch(tf.data.AUTOTUNE)
+        cursor = iter(range(10**12))
+
+        def next_real() -> Any:
+            return pool[next(cursor) % pool_batches]
+
+        return Data(pool.reshape(-1, 28, 28, 1), spec, dataset, next_real,
+                    f"synthetic: {pool_batches} random batches of {batch}x28x28x1, no shuffle")
+
+    data_dir = args.data_dir or (Path(os.environ["GANFRAME_DATA_DIR"]) if os.environ.get("GANFRAME_DATA_DIR") else None)
+    registry = ganframe.get_registry()
+    data = registry.build("dataset", "mnist", {}, ganframe.DataContext(data_dir, args.seed))
+    images = data.images
+
+    def next_real() -> Any:  # the seed's X_train[np.random.randint(0, N, batch_size)]
+        return images[rng.integers(0, len(images), batch)]
+
+    return Data(images, data.spec, make_dataset(data, batch, seed=args.seed), next_real,
+                f"mnist: {len(images)} images via ganframe.pipeline.make_dataset (shuffle, batch, prefetch)")
+
+
+# -- the loops --------------------------------------------------------------------------------------
+
+
+def snapshot(variables: list[Any]) -> list[Any]:
+    import keras
+
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
+def changed(before: list[Any], after: list[Any]) -> int:
+    """How many of the variables changed."""
+    import numpy as np
+
+    return sum(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+class Loop:
+    """One way of training; ``run(n)`` trains n steps and returns when they are done."""
+
+    name = ""
+    generator: Any
+    discriminator: Any  # the logit D, as the architecture built it
+
+    def warmup(self, steps: int) -> None:
+        self.run(steps)
+
+    def run(self, steps: int) -> float | None:
+        """Train ``steps`` steps; may return seconds of once-per-run work in it, to leave out of the timing."""
+        raise NotImplementedError
+
+    def trained_variables(self) -> tuple[list[Any], list[Any]]:
+        """The variables each network's optimizer must update: (G's, D's)."""
+        return list(self.generator.trainable_weights), list(self.discriminator.trainable_weights)
+
+
+def build_networks(args: argparse.Namespace, spec: Any, weights: tuple[list[Any], list[Any]] | None) -> Any:
+    import keras
+
+    import ganframe
+
+    keras.utils.set_random_seed(args.seed)
+    networks = ganframe.get_registry().build("architecture", args.arch, {}, spec)
+    if weights is not None:
+        networks.generator.set_weights(weights[0])
+        networks.discriminator.set_weights(weights[1])
+    return networks
+
+
+class SeedLoop(Loop):
+    name = "seed"
+
+    def __init__(self, args: argparse.Namespace, data: Data, weights: Any) -> None:
+        import keras
+        import numpy as np
+
+        networks = build_networks(args, data.spec, weights)
+        self.generator, self.discriminator = networks.generator, networks.discriminator
+        self.latent_dim = networks.latent_dim
+        self.data, self.batch = data, args.batch_size
+        self.rng = np.random.default_rng(args.seed + 1)
+        self.ones = np.ones((self.batch, 1), np.float32)
+        self.labels = np.concatenate([self.ones, np.zeros((self.batch, 1), np.float32)])
+
+        # Keras 3: the train function is traced with the variables that are trainable when it is
+        # first built, so D's must be built by one train_on_batch *before* trainable = False.
+        self.d_model = keras.Sequential([self.discriminator, keras.layers.Activation("sigmoid")], name="d_prob")
+        self.d_model.compile(optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5), loss="binary_crossentropy")
+        # Record D's trainable variables now: after trainable = False they are listed as non-trainable.
+        self.d_variables = list(self.discriminator.trainable_weights)
+        self.g_variables = list(self.generator.trainable_weights)
+        self._d_step()
+        self.d_model.trainable = False
+        self.gan = keras.Sequential([self.generator, self.d_model], name="gan")
+        self.gan.compile(optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5), loss="binary_crossentropy")
+
+    def noise(self) -> Any:
+        import numpy as np
+
+        return self.rng.standard_normal((self.batch, self.latent_dim)).astype(np.float32)
+
+    def _d_step(self) -> None:
+        import numpy as np
+
+        real = self.data.next_real()
+        fake = self.generator.predict(self.noise(), verbose=0)
+        self.d_model.train_on_batch(np.concatenate([real, fake]), self.labels)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self._d_step()
+            self.gan.train_on_batch(self.noise(), self.ones)
+
+    def trained_variables(self) -> tuple[list[Any], list[Any]]:
+        return self.g_variables, self.d_variables
+
+
+class HandwrittenLoop(Loop):
+    name = "handwritten"
+
+    def __init__(self, args: argparse.Namespace, data: Data, weights: Any) -> None:
+        import keras
+        import tensorflow as tf
+
+        networks = build_networks(args, data.spec, weights)
+        G = self.generator = networks.generator
+        D = self.discriminator = networks.discriminator
+        self.dataset, batch, latent_dim = data.dataset, args.batch_size, networks.latent_dim
+        d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        d_opt.build(D.trainable_variables)
+        g_opt.build(G.trainable_variables)
+        noise_rng = tf.random.Generator.from_seed(args.seed)
+
+        @tf.function(jit_compile=True)
+        def step(data: Any) -> tuple[tf.Tensor, tf.Tensor]:
+            real = data[0] if isinstance(data, tuple) else data  # (images, labels) for labelled data
+            noise = noise_rng.normal((batch, latent_dim))
+            with tf.GradientTape() as tape:
+                fake = G(noise, training=True)
+                real_logits = D(real, training=True)
+                fake_logits = D(fake, training=True)
+                d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
+            d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_variables), D.trainable_variables))
+
+            noise = noise_rng.normal((batch, latent_dim))
+            with tf.GradientTape() as tape:
+                g_loss = tf.reduce_mean(tf.nn.softplus(-D(G(noise, training=True), training=True)))
+            g_opt.apply_gradients(zip(tape.gradient(g_loss, G.trainable_variables), G.trainable_variables))
+            return d_loss, g_loss
+
+        self.step = step
+
+    def run(self, steps: int) -> None:
+        iterator = iter(self.dataset)  # a fresh iterator per round, as fit makes per call
+        losses = None
+        for _ in range(steps):
+            losses = self.step(next(iterator))
+        float(losses[0])  # wait for the last step
+
+
+class GanframeLoop(Loop):
+    name = "ganframe"
+    with_callbacks = False
+
+    def __init__(self, args: argparse.Namespace, data: Data, weights: Any) -> None:
+        import keras
+
+        import ganframe
+        from ganframe.run import build_gan
+
+        self.registry = ganframe.get_registry()
+        self.config = ganframe.RunConfig(arch=args.arch, data="mnist", batch_size=args.batch_size, seed=args.seed)
+        keras.utils.set_random_seed(args.seed)  # as ganframe.train does before building
+        self.gan = build_gan(self.config, data.spec, self.registry)
+        if weights is not None:
+            self.gan.generator.set_weights(weights[0])
+            self.gan.discriminator.set_weights(weights[1])
+        self.generator, self.discriminator = self.gan.generator, self.gan.discriminator
+        self.dataset = data.dataset
+        self.spec = data.spec
+        self.callbacks: list[Any] = []
+
+    def fit(self, steps: int) -> None:
+        self.gan.fit(self.dataset, epochs=1, steps_per_epoch=steps, callbacks=self.callbacks, shuffle=False, verbose=0)
+
+    def run(self, steps: int) -> None:
+        self.fit(steps)
+
+
+def _end_of_fit_clock() -> Any:
+    """A callback (to go last) that times the other callbacks' ``on_train_end``: the final save."""
+    import keras
+
+    class EndOfFitClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last_step = self.train_end = 0.0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.last_step = time.perf_counter()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            self.train_end = time.perf_counter()
+
+    return EndOfFitClock()
+
+
+class GanframeCallbacksLoop(GanframeLoop):
+    name = "ganframe+callbacks"
+
+    def __init__(self, args: argparse.Namespace, data: Data, weights: Any, shared: GanframeLoop | None = None) -> None:
+        from ganframe import CallbackContext
+        from ganframe.progress import Progress
+
+        if shared is None:
+            super().__init__(args, data, weights)
+        else:  # --quick: train ganframe's GAN (already compiled) to save an XLA compile
+            self.__dict__.update({k: v for k, v in vars(shared).items() if k not in ("callbacks", "end_times")})
+        self.tempdir = tempfile.TemporaryDirectory(prefix="ganframe-step-speed-")
+        context = CallbackContext(run_dir=Path(self.tempdir.name), spec=self.spec, seed=self.config.seed, total_steps=None)
+        # As ganframe.run.train builds them: every configured callback through the registry, then Progress.
+        self.callbacks = [
+            self.registry.build("callback", name, options, context) for name, options in self.config.callbacks.items()
+        ]
+        self.callbacks.append(Progress(None, stream=io.StringIO(), bar=False))
+        self.clock = _end_of_fit_clock()
+        self.callbacks.append(self.clock)  # last: its on_train_end comes after the others' final save
+        self.end_of_fit: list[float] = []
+
+    def run(self, steps: int) -> float:  # type: ignore[override]
+        """Trains; returns the seconds of the final save that ends every fit, to leave out of the timing."""
+        self.fit(steps)
+        self.end_of_fit.append(self.clock.train_end - self.clock.last_step)
+        return self.end_of_fit[-1]
+
+
+LOOPS: dict[str, type[Loop]] = {
+    "seed": SeedLoop,
+    "handwritten": HandwrittenLoop,
+    "ganframe": GanframeLoop,
+    "ganframe+callbacks": GanframeCallbacksLoop,
+}
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    rates: list[float] = field(default_factory=list)  # steps/s per round
+    seconds: list[float] = field(default_factory=list)
+    cpu_ms_per_step: list[float] = field(default_factory=list)  # process CPU time (all threads) per step
+    setup_s: float = 0.0
+    warmup_s: float = 0.0
+    rss_growth_mib: float | None = None
+    weights_changed: dict[str, str] = field(default_factory=dict)
+    end_of_fit_s: list[float] | None = None
+
+    def summary(self, batch: int) -> dict[str, Any]:
+        median = statistics.median(self.rates)
+        return {
+            "median_steps_per_s": median,
+            "min_steps_per_s": min(self.rates),
+            "max_steps_per_s": max(self.rates),
+            "mean_steps_per_s": len(self.rates) / sum(1 / r for r in self.rates),  # total steps / total time
+            "median_images_per_s": median * batch,
+            "median_cpu_ms_per_step": statistics.median(self.cpu_ms_per_step),
+            "rounds_steps_per_s": self.rates,
+            "rounds_cpu_ms_per_step": self.cpu_ms_per_step,
+            "setup_s": self.setup_s,
+            "warmup_s": self.warmup_s,
+            "rss_growth_mib": self.rss_growth_mib,
+            "weights_changed": self.weights_changed,
+            **({"end_of_fit_s": self.end_of_fit_s} if self.end_of_fit_s is not None else {}),
+        }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    import ganframe
+
+    started = time.perf_counter()
+    data = load_data(args)
+    reference = build_networks(args, data.spec, None)
+    weights = (reference.generator.get_weights(), reference.discriminator.get_weights())
+    del reference
+
+    loops: list[Loop] = []
+    results: dict[str, Result] = {}
+    for name in args.loops:
+        rss_before = current_rss_mib()
+        t0 = time.perf_counter()
+        shared = next((loop for loop in loops if type(loop) is GanframeLoop), None) if args.quick else None
+        if name == "ganframe+callbacks" and shared is not None:
+            loop = GanframeCallbacksLoop(args, data, weights, shared=shared)
+        else:
+            loop = LOOPS[name](args, data, weights)
+        t1 = time.perf_counter()
+        loop.warmup(args.warmup)
+        t2 = time.perf_counter()
+        rss_after = current_rss_mib()
+        growth = None if rss_before is None or rss_after is None else rss_after - rss_before
+        results[name] = Result(name, setup_s=t1 - t0, warmup_s=t2 - t1, rss_growth_mib=growth)
+        loops.append(loop)
+        print(f"  ready: {name:<19} setup {t1 - t0:5.1f} s, warm-up ({args.warmup} steps, tracing/XLA) {t2 - t1:5.1f} s"
+              + (f", RSS +{growth:.0f} MiB" if growth is not None else ""), flush=True)
+
+    # Each network's trained variables are compared before and after every timed round (outside the timing).
+    least_changed = {loop.name: {"G": None, "D": None} for loop in loops}
+    for round_index in range(args.rounds):
+        shift = round_index % len(loops)  # rotate the order, so no loop always runs first or last
+        for loop in loops[shift:] + loops[:shift]:
+            before = [snapshot(v) for v in loop.trained_variables()]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            untimed = loop.run(args.steps) or 0.0
+            seconds = time.perf_counter() - start - untimed
+            cpu = time.process_time() - cpu_start  # all threads; the untimed final save included (small)
+            results[loop.name].seconds.append(seconds)
+            results[loop.name].rates.append(args.steps / seconds)
+            results[loop.name].cpu_ms_per_step.append(1000 * cpu / args.steps)
+            for network, snap, variables in zip(("G", "D"), before, loop.trained_variables()):
+                count, least = changed(snap, snapshot(variables)), least_changed[loop.name][network]
+                least_changed[loop.name][network] = count if least is None else min(least, count)
+        print(f"  round {round_index + 1}/{args.rounds}: "
+              + "  ".join(f"{n} {results[n].rates[-1]:.1f}" for n in args.loops) + "  steps/s", flush=True)
+
+    failures = []
+    for loop in loops:
+        for network, variables in zip(("G", "D"), loop.trained_variables()):
+            least, total = least_changed[loop.name][network], len(variables)
+            results[loop.name].weights_changed[network] = f"{least}/{total}"
+            if not least or not total:
+                failures.append(f"{loop.name}: {network}'s weights did not change in some timed round "
+                                f"(as few as {least} of its {total} trained variables changed)")
+        if isinstance(loop, GanframeCallbacksLoop):
+            results[loop.name].end_of_fit_s = loop.end_of_fit
+
+    summaries = {name: result.summary(args.batch_size) for name, result in results.items()}
+    ratios, paired = {}, {}
+    for a, b in (("ganframe", "handwritten"), ("ganframe", "seed"), ("handwritten", "seed"),
+                 ("ganframe+callbacks", "ganframe"), ("ganframe+callbacks", "handwritten")):
+        if a in summaries and b in summaries:
+            ratios[f"{a}/{b}"] = summaries[a]["median_steps_per_s"] / summaries[b]["median_steps_per_s"]
+            # The same ratio within each round (loops timed minutes apart see different machine load).
+            paired[f"{a}/{b}"] = statistics.median(x / y for x, y in zip(results[a].rates, results[b].rates))
+    return {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "settings": {"data": data.description, "arch": args.arch, "batch_size": args.batch_size, "rounds": args.rounds,
+                     "steps": args.steps, "warmup": args.warmup, "seed": args.seed, "quick": args.quick},
+        "environment": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                        "ganframe": ganframe.__version__, "cpus": os.cpu_count(), "platform": platform.platform(),
+                        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
+        "loops": summaries,
+        "ratios": ratios,
+        "paired_ratios": paired,
+        "targets": {k: {"target": v, "value": ratios.get(k), "met": ratios.get(k, 0) >= v}
+                    for k, v in TARGETS.items() if k in ratios},
+        "weight_check_failures": failures,
+        "peak_rss_mib": peak_rss_mib(),
+        "total_s": time.perf_counter() - started,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"data: {results['settings']['data']}",
+             f"arch {results['settings']['arch']}, batch {results['settings']['batch_size']}, "
+             f"{results['settings']['rounds']} rounds x {results['settings']['steps']} steps per loop "
+             f"(+{results['settings']['warmup']} warm-up); TF {results['environment']['tensorflow']}, "
+             f"Keras {results['environment']['keras']}, {results['environment']['cpus']} CPUs"
+             + (f", GPU {results['environment']['gpus']}" if results['environment']['gpus'] else ""),
+             "",
+             f"{'loop':<19} {'steps/s':>8} {'min-max':>13} {'mean':>7} {'images/s':>9} {'cpu ms/step':>11} "
+             f"{'warm-up s':>9} {'weights G/D':>13}"]
+    for name, s in results["loops"].items():
+        spread = f"{s['min_steps_per_s']:.1f}-{s['max_steps_per_s']:.1f}"
+        changed_text = f"{s['weights_changed'].get('G', '?')} {s['weights_changed'].get('D', '?')}"
+        lines.append(f"{name:<19} {s['median_steps_per_s']:8.1f} {spread:>13} {s['mean_steps_per_s']:7.1f} "
+                     f"{s['median_images_per_s']:9.0f} {s['median_cpu_ms_per_step']:11.1f} "
+                     f"{s['setup_s'] + s['warmup_s']:9.1f} {changed_text:>13}")
+    lines.append("(steps/s: median over rounds; mean: total steps / total time; cpu ms/step: median process CPU time, "
+                 "all threads;\n weights G/D: trained variables changed, fewest in any timed round / all)")
+    extra = results["loops"].get("ganframe+callbacks", {}).get("end_of_fit_s")
+    if extra:
+        lines.append(f"ganframe+callbacks end of fit (final checkpoint + grid, left out above): "
+                     f"median {statistics.median(extra):.2f} s per fit")
+    if results["ratios"]:
+        lines.append("")
+        lines.append(f"{'ratio of steps/s':<32} {'medians':>7} {'paired':>7}")
+        for key, value in results["ratios"].items():
+            target = results["targets"].get(key)
+            mark = f"   target >= {target['target']}: {'met' if target['met'] else 'NOT MET'}" if target else ""
+            lines.append(f"{key:<32} {value:7.3f} {results['paired_ratios'][key]:7.3f}{mark}")
+        lines.append("(medians: ratio of the loops' median steps/s; paired: median over rounds of the ratio within a round)")
+        if results["settings"]["quick"]:
+            lines.append("--quick: a smoke run; 5-step rounds are dominated by per-call costs, so these ratios mean little")
+    lines.append(f"peak RSS {results['peak_rss_mib']:.0f} MiB (whole process); total {results['total_s']:.0f} s")
+    for failure in results["weight_check_failures"]:
+        lines.append(f"FAILED: {failure}")
+    if not results["weight_check_failures"]:
+        lines.append("weight check: every loop changed both networks' weights in every timed round")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"step_speed: loops {', '.join(args.loops)}; {args.rounds} rounds x {args.steps} steps", flush=True)
+    results = measure(args)
+    print()
+    print(report(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if results["weight_check_failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
