@@ -11,14 +11,17 @@ A run directory holds everything about one training run:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -181,6 +184,23 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry) -> dict[str
     }
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C: checkpoint, then stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _write_text(path: Path, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
@@ -242,15 +262,17 @@ def train(
         return run
     dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
     try:
-        run.history = gan.fit(
-            dataset,
-            epochs=1,
-            steps_per_epoch=None if total is None else total - start,
-            callbacks=all_callbacks,
-            shuffle=False,  # the pipeline shuffles, seeded
-            verbose=0,
-        )
+        with _sigterm_as_interrupt():
+            run.history = gan.fit(
+                dataset,
+                epochs=1,
+                steps_per_epoch=None if total is None else total - start,
+                callbacks=all_callbacks,
+                shuffle=False,  # the pipeline shuffles, seeded
+                verbose=0,
+            )
     except KeyboardInterrupt:
+        # Python sees the signal between compiled calls, so the variables hold a whole step.
         save_checkpoint(gan, run_dir / "checkpoints")
         raise Interrupted(
             f"interrupted at step {gan.global_step}; a checkpoint was written. Resume with:\n"

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -502,3 +503,28 @@ every = 2
     assert written["arch_options"] == {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
     assert written["jit_compile"] is False
     assert csv_steps(out / "metrics.csv") == [2, 4, 6]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_checkpoints_exits_130_and_resumes(tmp_path, how):
+    run = tmp_path / "run"
+    args = [*TINY_ARCH, "--data", "digits", "--steps", "1000000", "--batch-size", "32", "--no-jit",
+            "--log-every", "5", "--out", str(run)]
+    process = subprocess.Popen([str(CLI), "train", *args], env=clean_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + TRAIN_TIMEOUT
+    while not (run / "metrics.csv").exists():  # training has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(how)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr[-2000:]
+    assert_one_error(stdout, stderr, "interrupted at step", f"ganframe train --resume {run}")
+    step = int(re.search(r"interrupted at step (\d+)", stderr).group(1))
+    assert (run / "checkpoints" / f"ckpt-{step:09d}.npz").is_file()
+
+    result = ganframe_cli("train", "--resume", str(run), "--steps", str(step + 5))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"run finished at step {step + 5}" in result.stdout
