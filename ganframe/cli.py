@@ -248,6 +248,48 @@ def export(
     typer.echo(f"wrote the generator to {path} (load it with keras.saving.load_model)")
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+@app.command()
+@reports_errors
+def new(
+    name: str = typer.Argument(..., metavar="NAME", help="Distribution name, e.g. my-gan; the package is my_gan."),
+    template: str = typer.Option("project", "--template", "-t", help="project (a GAN project with a run config) or plugin (a plugin package)."),
+    author: Optional[str] = typer.Option(None, help="Author for pyproject.toml. Default: none (asked when interactive)."),
+    description: Optional[str] = typer.Option(None, help="One-line description. Default: generic (asked when interactive)."),
+    kinds: Optional[str] = typer.Option(None, help="Component kinds to include, comma-separated, from: architecture, "
+                                                   "dataset, loss, callback, augmentation. Default: architecture,dataset "
+                                                   "(project), architecture,dataset,loss,callback (plugin)."),
+    directory: Path = typer.Option(Path("."), "--dir", help="Parent directory; the project goes in DIR/NAME."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty directory (overwrites template files, deletes nothing)."),
+) -> None:
+    """Create a project (or, with --template plugin, a plugin package) from ganframe's templates."""
+    from ganframe import scaffold  # jinja2 only for this command
+
+    scaffold.check_name(name)  # before asking anything
+    if _interactive():
+        if author is None:
+            author = typer.prompt("Author", default="", show_default=False)
+        if description is None:
+            description = typer.prompt("Description", default=f"A ganframe {template}: {name}.")
+        if kinds is None and template == "plugin":
+            kinds = typer.prompt("Component kinds", default=",".join(scaffold.DEFAULT_KINDS["plugin"]))
+    made = scaffold.render(name, template, parent=directory, author=author or "", description=description, kinds=kinds)
+    written = scaffold.write(made, force=force)
+    typer.echo(f"created {template} {name!r} in {made.target} ({len(written)} files; package {made.variables['module']}, "
+               f"components: {', '.join(made.variables['components'].values()) or 'none'})")
+    typer.echo("next:")
+    typer.echo(f"  cd {made.target}")
+    typer.echo("  pip install -e .")
+    if template == "project":
+        typer.echo("  ganframe train --config ganframe.toml")
+    else:
+        typer.echo("  ganframe plugins")
+    typer.echo("  python -m pytest")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="ganframe")

@@ -1,0 +1,1 @@
+"""Templates of `ganframe new`: data files, read with importlib.resources (not imported code)."""
