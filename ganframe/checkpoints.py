@@ -2,13 +2,17 @@
 
 A checkpoint holds both networks' weights (BatchNorm statistics included),
 both optimizers' slots and iteration counters, and the engine's random seed
-state, in a fixed order, plus a manifest (step, shapes, SHA-256 of the
-arrays). It is written atomically; loading checks the manifest, so a
-truncated or corrupted file is reported by name instead of half-restoring.
+state, in a fixed order, plus the divergence guard's counters, plus a manifest
+(step, shapes, SHA-256 of the arrays). It is written atomically; loading checks the
+manifest, so a truncated or corrupted file is reported by name instead of half-restoring.
+A write that fails (disk full, ...) raises :class:`RunError` and leaves the previous
+checkpoints as they were; a temporary file left by a killed writer is ignored by
+:func:`list_checkpoints` and removed by the next write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -24,6 +28,10 @@ from ganframe.files import atomic_write
 
 FORMAT = "ganframe-checkpoint/1"
 _STEP = re.compile(r"^ckpt-(\d+)\.npz$")
+_TEMPORARY = re.compile(r"^\.ckpt-\d+\.npz\..*\.tmp$")  # atomic_write's temporaries
+
+#: Groups a checkpoint may lack (written before they existed): their variables keep their values.
+_OPTIONAL = ("guard",)
 
 
 def _groups(gan: Any) -> dict[str, list[Any]]:
@@ -33,7 +41,47 @@ def _groups(gan: Any) -> dict[str, list[Any]]:
         "g_optimizer": list(gan.g_optimizer.variables),
         "d_optimizer": list(gan.d_optimizer.variables),
         "seed": [gan.seed_generator.state],
+        "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
     }
+
+
+def _total_skips(gan: Any) -> int:
+    return sum(getattr(gan, "skipped", {}).values())
+
+
+def state_arrays(gan: Any) -> dict[str, np.ndarray]:
+    """Every variable a checkpoint holds, as host arrays keyed ``<group>/<index>``."""
+    return {
+        f"{group}/{index:04d}": np.asarray(variable.numpy())
+        for group, variables in _groups(gan).items()
+        for index, variable in enumerate(variables)
+    }
+
+
+def restore_arrays(gan: Any, arrays: dict[str, np.ndarray], source: str = "the saved state") -> None:
+    """Assign ``arrays`` (from :func:`state_arrays` or a checkpoint) to ``gan``, checking every shape first."""
+    groups = _groups(gan)
+    for group, variables in groups.items():
+        stored = sorted(key for key in arrays if key.startswith(group + "/"))
+        if not stored and group in _OPTIONAL:
+            continue
+        if len(stored) != len(variables):
+            raise RunError(
+                f"{source} holds {len(stored)} {group} variables, the model has {len(variables)}: "
+                "it was written for a different architecture or options"
+            )
+        for key, variable in zip(stored, variables):
+            if tuple(arrays[key].shape) != tuple(variable.shape):
+                raise RunError(
+                    f"{source}: {group} variable {variable.path} has shape {tuple(variable.shape)}, "
+                    f"stored {tuple(arrays[key].shape)}: it was written for a different architecture or options"
+                )
+    for group, variables in groups.items():
+        for index, variable in enumerate(variables):
+            key = f"{group}/{index:04d}"
+            if key in arrays:
+                variable.assign(arrays[key])
+    gan.checkpointed_skips = _total_skips(gan)
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -49,11 +97,7 @@ def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) ->
 
     With ``keep``, only the newest ``keep`` checkpoints remain afterwards.
     """
-    arrays = {
-        f"{group}/{index:04d}": np.asarray(variable.numpy())
-        for group, variables in _groups(gan).items()
-        for index, variable in enumerate(variables)
-    }
+    arrays = state_arrays(gan)
     manifest = {
         "format": FORMAT,
         "step": gan.global_step,
@@ -63,12 +107,28 @@ def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) ->
     buffer = io.BytesIO()
     np.savez(buffer, __manifest__=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays)
     path = Path(directory) / checkpoint_name(gan.global_step)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
+    try:
+        _remove_stale_temporaries(path.parent)
+        with atomic_write(path) as handle:
+            handle.write(buffer.getvalue())
+    except OSError as error:  # disk full, no permission, ...: the previous checkpoints are untouched
+        reason = error.strerror or str(error)
+        raise RunError(f"could not write checkpoint {path}: {reason}") from None
+    gan.checkpointed_skips = _total_skips(gan)
     if keep:
         for _, old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
     return path
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete checkpoint temporaries that a killed writer left (one run writes its checkpoints alone)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if _TEMPORARY.match(entry.name):
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -92,22 +152,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
 def load_checkpoint(gan: Any, path: str | Path) -> dict[str, Any]:
     """Restore ``gan`` (compiled, so its optimizers exist) from ``path``; returns the manifest."""
     manifest, arrays = read_checkpoint(path)
-    for group, variables in _groups(gan).items():
-        stored = sorted(key for key in arrays if key.startswith(group + "/"))
-        if len(stored) != len(variables):
-            raise RunError(
-                f"checkpoint {path} holds {len(stored)} {group} variables, the model has {len(variables)}: "
-                "it was written for a different architecture or options"
-            )
-        for key, variable in zip(stored, variables):
-            if tuple(arrays[key].shape) != tuple(variable.shape):
-                raise RunError(
-                    f"checkpoint {path}: {group} variable {variable.path} has shape {tuple(variable.shape)}, "
-                    f"stored {tuple(arrays[key].shape)}: it was written for a different architecture or options"
-                )
-    for group, variables in _groups(gan).items():
-        for index, variable in enumerate(variables):
-            variable.assign(arrays[f"{group}/{index:04d}"])
+    restore_arrays(gan, arrays, source=f"checkpoint {path}")
     return manifest
 
 

@@ -68,6 +68,15 @@ class OptimizerConfig(_Section):
     momentum: float = Field(0.0, ge=0, lt=1)
 
 
+class DivergenceConfig(_Section):
+    """The divergence guard: skip non-finite updates, roll back when they pile up (docs/reliability.md)."""
+
+    enabled: bool = True
+    max_skips: int = Field(10, ge=1)
+    max_rollbacks: int = Field(3, ge=0)
+    lr_factor: float = Field(0.5, gt=0, le=1)
+
+
 class RunConfig(_Section):
     """Everything that defines a run. Component options are validated by the components' own models."""
 
@@ -94,6 +103,7 @@ class RunConfig(_Section):
     jit_compile: bool = True
     steps_per_execution: int = Field(1, ge=1)
     out: Path | None = None
+    divergence: DivergenceConfig = DivergenceConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,12 @@ generator update on fresh noise against the updated discriminator. Each
 optimizer is given exactly its own network's trainable variables, so no
 ``trainable`` flag (the seed's Keras 3 trap) can silently freeze a network.
 
+Divergence guard (``guard=True``, the default): an update whose loss or gradients are not
+all finite is skipped inside the compiled step (``keras.ops.cond``, as Keras's
+LossScaleOptimizer does), so a NaN never reaches the weights or the optimizer's slots.
+Skips are counted in non-trainable variables (``d_skipped``, ``g_skipped``), saved in
+checkpoints; ``ganframe.run`` watches them and rolls back when they pile up.
+
 Driven by ``fit``: Keras compiles ``train_step`` (XLA when ``jit_compile``),
 runs callbacks and ``steps_per_execution``. Only this module and the input
 pipeline touch TensorFlow directly; components use ``keras.layers``/``keras.ops``.
@@ -53,6 +59,7 @@ class GAN(keras.Model):
         n_critic: int = 1,
         num_classes: int | None = None,
         seed: int = 0,
+        guard: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +78,17 @@ class GAN(keras.Model):
         self.n_critic = n_critic
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+        self.guard = guard
+        # Divergence bookkeeping, per network: updates skipped, and the loss and step of the
+        # last skipped one. Variables (not Python numbers), so they count inside compiled
+        # calls, across steps_per_execution, and travel in checkpoints (group "guard").
+        self.skip_state = {
+            f"{net}_{what}": keras.Variable(init, dtype=dtype, trainable=False, name=f"{net}_{what}")
+            for net in ("d", "g")
+            for what, init, dtype in (("skipped", 0, "int64"), ("bad_loss", 0.0, "float32"), ("bad_step", -1, "int64"))
+        }
+        #: Total skips when the newest checkpoint was written or loaded (kept by ganframe.checkpoints).
+        self.checkpointed_skips = 0
 
     def compile(
         self,
@@ -112,6 +130,14 @@ class GAN(keras.Model):
         return list(self.trackers.values())
 
     @property
+    def skipped(self) -> dict[str, int]:
+        """Updates skipped as non-finite so far, per network (``discriminator``, ``generator``)."""
+        return {
+            "discriminator": int(self.skip_state["d_skipped"].numpy()),
+            "generator": int(self.skip_state["g_skipped"].numpy()),
+        }
+
+    @property
     def global_step(self) -> int:
         """Completed train steps (generator updates), restored with the optimizer on resume."""
         return int(self.g_optimizer.iterations.numpy())
@@ -148,6 +174,7 @@ class GAN(keras.Model):
             real = real_all[i * batch_size:(i + 1) * batch_size]
             real_labels = None if labels_all is None else labels_all[i * batch_size:(i + 1) * batch_size]
             noise, fake_labels = self._noise(batch_size)
+            statistics = self._statistics()
             with tf.GradientTape() as tape:
                 fake = self._generate(noise, fake_labels, training=True)
                 real_logits = self._critic(real_labels)(real)
@@ -155,18 +182,17 @@ class GAN(keras.Model):
                 d_loss = self.adversarial_loss.discriminator_loss(real_logits, fake_logits)
                 for penalty in self.d_penalties:
                     d_loss += penalty(self._critic(real_labels), real, fake)
-            variables = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+            self._update("d", self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables, statistics)
 
         noise, fake_labels = self._noise(batch_size)
+        statistics = self._statistics()
         with tf.GradientTape() as tape:
             fake = self._generate(noise, fake_labels, training=True)
             fake_logits_g = self._critic(fake_labels)(fake)
             g_loss = self.adversarial_loss.generator_loss(fake_logits_g)
             for penalty in self.g_penalties:
                 g_loss += penalty(self._critic(fake_labels), real, fake)
-        variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        self._update("g", self.g_optimizer, g_loss, tape, self.generator.trainable_variables, statistics)
 
         values = {
             "d_loss": d_loss,
@@ -175,8 +201,58 @@ class GAN(keras.Model):
             "d_fake": keras.ops.mean(fake_logits),
         }
         for name, value in values.items():
-            self.trackers[name].update_state(value)
+            if self.guard:  # a skipped update's NaN must not poison the running means either
+                finite = keras.ops.isfinite(value)
+                value = keras.ops.where(finite, value, keras.ops.zeros_like(value))
+                self.trackers[name].update_state(value, sample_weight=keras.ops.cast(finite, value.dtype))
+            else:
+                self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _statistics(self) -> list[tuple[Any, Any]]:
+        """(variable, value now) of both networks' float non-trainable variables (BatchNorm's moving
+        statistics), which forward passes update outside the optimizers; a skipped update puts them back.
+        """
+        if not self.guard:
+            return []
+        return [
+            (variable, tf.identity(variable.value))
+            for network in (self.generator, self.discriminator)
+            for variable in network.non_trainable_variables
+            if "float" in str(variable.dtype)  # not the dropout seed states
+        ]
+
+    def _update(self, net: str, optimizer: keras.optimizers.Optimizer, loss: Any, tape: tf.GradientTape,
+                variables: list[Any], statistics: list[tuple[Any, Any]] = ()) -> None:
+        """Apply the gradients of ``loss``, or, with the guard on and anything non-finite, skip them.
+
+        A skipped update leaves weights, optimizer slots and the moving ``statistics`` as they
+        were before it, and still advances ``optimizer.iterations`` (the step count, and so the
+        data position and checkpoint names, stay as without the guard). Same contract as
+        Keras's LossScaleOptimizer: ``ops.cond`` on one boolean, which tf.function and XLA
+        compile to a conditional.
+        """
+        grads = tape.gradient(loss, variables)
+        if not self.guard:
+            optimizer.apply_gradients(zip(grads, variables))
+            return
+        finite = keras.ops.all(keras.ops.isfinite(loss))
+        for grad in grads:
+            if grad is not None:
+                finite = keras.ops.logical_and(finite, keras.ops.all(keras.ops.isfinite(grad)))
+
+        def apply() -> None:
+            optimizer.apply_gradients(zip(grads, variables))
+
+        def skip() -> None:
+            self.skip_state[f"{net}_bad_loss"].assign(keras.ops.cast(keras.ops.mean(loss), "float32"))
+            self.skip_state[f"{net}_bad_step"].assign(keras.ops.cast(self.g_optimizer.iterations, "int64") + 1)
+            self.skip_state[f"{net}_skipped"].assign_add(1)
+            optimizer.iterations.assign_add(1)
+            for variable, value in statistics:
+                variable.assign(value)
+
+        keras.ops.cond(finite, apply, skip)
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         """G(inputs): the GAN as a model is its generator."""

@@ -7,6 +7,10 @@ A run directory holds everything about one training run:
     metrics.csv      the metrics log
     samples/         sample grids from fixed noise
     checkpoints/     resumable checkpoints (see ganframe.checkpoints)
+
+Training is one ``fit`` unless the divergence guard trips: then the run rolls back to
+its newest checkpoint, lowers the learning rates and fits the remaining steps
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import os
 import platform
 import shutil
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -28,10 +33,11 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe import __version__
-from ganframe.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from ganframe.checkpoints import latest_checkpoint, load_checkpoint, restore_arrays, save_checkpoint, state_arrays
 from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
 from ganframe.engine import GAN
+from ganframe.guard import DivergenceGuard, Diverged
 from ganframe.errors import ConfigError, Interrupted, RunError
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
@@ -52,6 +58,8 @@ class Run:
     spec: DataSpec
     gan: GAN
     history: keras.callbacks.History | None = None
+    #: One entry per divergence rollback: {"step", "network", "value", "skips", "restored_step"}.
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def generator(self) -> keras.Model:
@@ -116,6 +124,7 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
         n_critic=config.n_critic,
         num_classes=spec.num_classes,
         seed=config.seed,
+        guard=config.divergence.enabled,
     )
     gan.compile(
         _optimizer(config.d_optimizer),
@@ -250,6 +259,8 @@ def train(
 
     context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
     all_callbacks = [registry.build("callback", name, options, context) for name, options in config.callbacks.items()]
+    if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
+        all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
     if config.max_time is not None:
         all_callbacks.append(TimeBudget(config.max_time))
     if progress:
@@ -260,17 +271,9 @@ def train(
     if total is not None and start >= total:
         print(f"run {run_dir} is already at step {start} of {total}; nothing to do")
         return run
-    dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
     try:
         with _sigterm_as_interrupt():
-            run.history = gan.fit(
-                dataset,
-                epochs=1,
-                steps_per_epoch=None if total is None else total - start,
-                callbacks=all_callbacks,
-                shuffle=False,  # the pipeline shuffles, seeded
-                verbose=0,
-            )
+            run.history = _fit_with_rollbacks(run, data, total, all_callbacks)
     except KeyboardInterrupt:
         # Python sees the signal between compiled calls, so the variables hold a whole step.
         save_checkpoint(gan, run_dir / "checkpoints")
@@ -279,6 +282,63 @@ def train(
             f"  ganframe train --resume {run_dir}"
         ) from None
     return run
+
+
+def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[Any]) -> keras.callbacks.History:
+    """``fit`` to ``total`` steps; when the divergence guard trips, roll back and fit the rest again.
+
+    The rollback target is the newest good checkpoint, or the state training started from
+    (kept in memory) while there is none. At most ``divergence.max_rollbacks`` times; then
+    :class:`RunError` names the step, the network and the non-finite value.
+    """
+    gan, config, policy = run.gan, run.config, run.config.divergence
+    initial = state_arrays(gan) if policy.enabled and policy.max_rollbacks else None
+    while True:
+        start = gan.global_step
+        dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
+        try:
+            return gan.fit(
+                dataset,
+                epochs=1,
+                steps_per_epoch=None if total is None else total - start,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles, seeded
+                verbose=0,
+            )
+        except Diverged as diverged:
+            if len(run.rollbacks) >= policy.max_rollbacks:
+                raise RunError(
+                    f"training diverged: {diverged.describe()}; gave up after {len(run.rollbacks)} rollback(s) "
+                    f"(divergence.max_rollbacks = {policy.max_rollbacks}). Lower the learning rates or check "
+                    f"the data and components; the checkpoints in {run.path / 'checkpoints'} hold finite weights"
+                ) from None
+            restored = _roll_back(gan, run.path / "checkpoints", initial, policy.lr_factor, callbacks)
+            run.rollbacks.append({"step": diverged.step, "network": diverged.network, "value": diverged.value,
+                                  "skips": diverged.skips, "restored_step": restored})
+            print(
+                f"warning: training diverging: {diverged.describe()}; rolled back to "
+                f"step {restored}, learning rates x{policy.lr_factor:g} "
+                f"(rollback {len(run.rollbacks)} of {policy.max_rollbacks})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None, lr_factor: float,
+               callbacks: list[Any]) -> int:
+    """Restore the newest good checkpoint (else ``initial``), scale both learning rates; the step restored."""
+    found = latest_checkpoint(directory)
+    if found is not None:
+        load_checkpoint(gan, found[1])
+    elif initial is not None:
+        restore_arrays(gan, initial)
+    for optimizer in (gan.d_optimizer, gan.g_optimizer):  # after loading: checkpoints hold the rates
+        optimizer.learning_rate.assign(optimizer.learning_rate * lr_factor)
+    gan.reset_metrics()  # the interval means of the metrics log start again from zero
+    for callback in callbacks:  # the wall-time budget is the run's, not each fit's
+        if isinstance(callback, TimeBudget) and hasattr(callback, "deadline"):
+            callback.seconds = max(callback.deadline - time.perf_counter(), 1e-3)
+    return gan.global_step
 
 
 def load_run(path: str | Path, *, registry: Registry | None = None) -> Run:
