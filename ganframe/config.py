@@ -69,9 +69,13 @@ class OptimizerConfig(_Section):
 
 
 class DivergenceConfig(_Section):
-    """The divergence guard: skip non-finite updates, roll back when they pile up (docs/reliability.md)."""
+    """The divergence guard: skip non-finite updates, roll back when they pile up (docs/reliability.md).
 
-    enabled: bool = True
+    Off by default for now: its conditional update costs about 15% CPU per step on the dense
+    GAN (benchmarks/step_speed.py), more than the speed target allows.
+    """
+
+    enabled: bool = False
     max_skips: int = Field(10, ge=1)
     max_rollbacks: int = Field(3, ge=0)
     lr_factor: float = Field(0.5, gt=0, le=1)

@@ -44,7 +44,7 @@ def tiny_config(tmp_path, **changes) -> dict:
         "jit_compile": False,
         "out": str(tmp_path / "run"),
         "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 4}, "metrics": {"every": 2}},
-        "divergence": {"max_skips": 2, "max_rollbacks": 1},
+        "divergence": {"enabled": True, "max_skips": 2, "max_rollbacks": 1},
     }
     config.update(changes)
     return config
@@ -115,7 +115,7 @@ def _all_finite(gan) -> bool:
 
 def test_a_non_finite_step_changes_no_weight_under_xla_and_is_counted(registry, tmp_path):
     config = RunConfig(arch="dense", arch_options=TINY, data="digits", seed=5, jit_compile=True,
-                       penalties={"poison_d": {}, "poison_g": {}})
+                       penalties={"poison_d": {}, "poison_g": {}}, divergence={"enabled": True})
     gan = build_gan(config, SPEC, registry)
     real = tf.data.Dataset.from_tensors(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32")).repeat()
     before = _state(gan)
