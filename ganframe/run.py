@@ -193,21 +193,38 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry) -> dict[str
     }
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C: checkpoint, then stop."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _StopOnSignal(keras.callbacks.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler) ask training to stop after the current execution.
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    The handlers only set a flag; this callback turns it into ``stop_training``, so no exception
+    ever lands inside TensorFlow, and ``train`` then writes a checkpoint and raises
+    :class:`Interrupted`. A second signal gets the default behaviour (Ctrl-C twice: stop now).
+    """
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        super().__init__()
+        self.signal: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_StopOnSignal"]:
+        if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+            yield self
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.signal = signum
+            signal.signal(signum, previous[signum])
+
+        previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.signal is not None:
+            self.model.stop_training = True
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -271,16 +288,20 @@ def train(
     if total is not None and start >= total:
         print(f"run {run_dir} is already at step {start} of {total}; nothing to do")
         return run
+    stop = _StopOnSignal()
     try:
-        with _sigterm_as_interrupt():
-            run.history = _fit_with_rollbacks(run, data, total, all_callbacks)
-    except KeyboardInterrupt:
-        # Python sees the signal between compiled calls, so the variables hold a whole step.
-        save_checkpoint(gan, run_dir / "checkpoints")
+        with stop.installed():
+            run.history = _fit_with_rollbacks(run, data, total, [stop, *all_callbacks])
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, but still keep what was trained
+        stop.signal = signal.SIGINT
+    if stop.signal is not None:
+        found = latest_checkpoint(run_dir / "checkpoints")
+        if found is None or found[0]["step"] != gan.global_step:
+            save_checkpoint(gan, run_dir / "checkpoints")
         raise Interrupted(
-            f"interrupted at step {gan.global_step}; a checkpoint was written. Resume with:\n"
-            f"  ganframe train --resume {run_dir}"
-        ) from None
+            f"interrupted at step {gan.global_step} ({signal.Signals(stop.signal).name}); a checkpoint was "
+            f"written. Resume with:\n  ganframe train --resume {run_dir}"
+        )
     return run
 
 

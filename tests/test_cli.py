@@ -522,8 +522,10 @@ def test_an_interrupted_run_checkpoints_exits_130_and_resumes(tmp_path, how):
     stdout, stderr = process.communicate(timeout=120)
 
     assert process.returncode == 130, stderr[-2000:]
-    assert_one_error(stdout, stderr, "interrupted at step", f"ganframe train --resume {run}")
+    # training stopped cleanly after the current execution: the progress line reports where
     step = int(re.search(r"interrupted at step (\d+)", stderr).group(1))
+    assert stdout.splitlines()[-1].startswith(f"step {step}/"), stdout
+    assert_one_error("", stderr, "interrupted at step", f"ganframe train --resume {run}")
     assert (run / "checkpoints" / f"ckpt-{step:09d}.npz").is_file()
 
     result = ganframe_cli("train", "--resume", str(run), "--steps", str(step + 5))
