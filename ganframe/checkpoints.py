@@ -169,13 +169,29 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
-    """The newest checkpoint that verifies, skipping (and naming) damaged ones; None if there is none."""
+def _newest_verified(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Path] | None:
+    """Manifest, arrays and path of the newest checkpoint that verifies, naming each damaged one skipped."""
     for _, path in reversed(list_checkpoints(directory)):
         try:
-            manifest, _ = read_checkpoint(path)
+            manifest, arrays = read_checkpoint(path)
         except RunError as error:
             print(f"warning: {error}; trying the previous checkpoint", file=sys.stderr)
             continue
-        return manifest, path
+        return manifest, arrays, path
     return None
+
+
+def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint that verifies, skipping (and naming) damaged ones; None if there is none."""
+    found = _newest_verified(directory)
+    return None if found is None else (found[0], found[2])
+
+
+def restore_latest(gan: Any, directory: str | Path) -> dict[str, Any] | None:
+    """Restore ``gan`` from the newest checkpoint that verifies, reading it once; its manifest, or None."""
+    found = _newest_verified(directory)
+    if found is None:
+        return None
+    manifest, arrays, path = found
+    restore_arrays(gan, arrays, source=f"checkpoint {path}")
+    return manifest

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe import __version__
-from ganframe.checkpoints import latest_checkpoint, load_checkpoint, restore_arrays, save_checkpoint, state_arrays
+from ganframe.checkpoints import latest_checkpoint, restore_arrays, restore_latest, save_checkpoint, state_arrays
 from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
 from ganframe.engine import GAN
@@ -265,10 +265,8 @@ def train(
         run_dir = _prepare_run_dir(config, overwrite)
 
     if resume is not None:
-        found = latest_checkpoint(run_dir / "checkpoints")
-        if found is None:
+        if restore_latest(gan, run_dir / "checkpoints") is None:
             raise RunError(f"run {str(run_dir)!r} has no usable checkpoint to resume from; start it anew with --overwrite")
-        load_checkpoint(gan, found[1])
     start = gan.global_step
 
     _write_text(run_dir / "config.toml", config_to_toml(config))
@@ -348,10 +346,7 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
 def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None, lr_factor: float,
                callbacks: list[Any]) -> int:
     """Restore the newest good checkpoint (else ``initial``), scale both learning rates; the step restored."""
-    found = latest_checkpoint(directory)
-    if found is not None:
-        load_checkpoint(gan, found[1])
-    elif initial is not None:
+    if restore_latest(gan, directory) is None and initial is not None:
         restore_arrays(gan, initial)
     for optimizer in (gan.d_optimizer, gan.g_optimizer):  # after loading: checkpoints hold the rates
         optimizer.learning_rate.assign(optimizer.learning_rate * lr_factor)
@@ -374,8 +369,6 @@ def load_run(path: str | Path, *, registry: Registry | None = None) -> Run:
         raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
     keras.utils.set_random_seed(config.seed)
     gan = build_gan(config, spec, registry)
-    found = latest_checkpoint(path / "checkpoints")
-    if found is None:
+    if restore_latest(gan, path / "checkpoints") is None:
         raise RunError(f"run {str(path)!r} has no usable checkpoint")
-    load_checkpoint(gan, found[1])
     return Run(path, config, spec, gan)
