@@ -25,8 +25,10 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from ganframe import hookspecs
-from ganframe.contract import KINDS, Component, NoOptions, Options
-from ganframe.errors import ConfigError, PluginError, UnknownComponentError, describe_validation_error
+from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, FeatureExtractor, ImageData, Metric,
+                               Networks, NoOptions, Options, Penalty)
+from ganframe.errors import (ConfigError, GanframeError, PluginError, RunError, UnknownComponentError,
+                             describe_validation_error)
 
 ENTRY_POINT_GROUP = "ganframe"
 
@@ -38,6 +40,25 @@ BUILTIN_PLUGINS = (
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+#: What each kind's factory must return (docs/plugins.md); callbacks: see :func:`_factory_returns`.
+_RETURNS: dict[str, tuple[type, ...]] = {
+    "architecture": (Networks,),
+    "dataset": (ImageData,),
+    "loss": (AdversarialLoss, Penalty),
+    "augmentation": (Augmentation,),
+    "metric": (Metric,),
+    "feature_extractor": (FeatureExtractor,),
+}
+
+
+def _factory_returns(kind: str) -> tuple[type, ...]:
+    """The types a factory of ``kind`` may return; Keras only for callbacks, which are built in a run."""
+    if kind == "callback":
+        import keras
+
+        return (keras.callbacks.Callback,)
+    return _RETURNS[kind]
 
 
 @dataclass
@@ -91,9 +112,29 @@ class Registry:
             raise ConfigError(describe_validation_error(error, where)) from None
 
     def build(self, kind: str, name: str, options: dict[str, Any] | None, *args: Any) -> Any:
-        """Validate ``options`` and call the factory as ``factory(*args, options)``."""
+        """Validate ``options``, call the factory as ``factory(*args, options)`` and check what it returns.
+
+        A factory that raises something other than ganframe's own errors, or returns the wrong
+        type, is a broken component: :class:`RunError` names it, its plugin and the error (the
+        original stays chained for Python users), so the CLI shows a message, not a traceback.
+        """
         validated = self.options(kind, name, options)
-        return self.get(kind, name).factory(*args, validated)
+        component = self.get(kind, name)
+        where = f"{kind} {name!r} (plugin {component.plugin!r})"
+        try:
+            built = component.factory(*args, validated)
+        except GanframeError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any plugin bug becomes one message
+            raise RunError(f"{where} failed to build: {_error_text(error)}") from error
+        expected = _factory_returns(kind)
+        if not isinstance(built, expected):
+            raise RunError(
+                f"{where}: its factory returned {type(built).__name__}, expected "
+                f"{' or '.join(t.__name__ for t in expected)}; the plugin breaks the contract (docs/plugins.md), "
+                f"update or disable it (GANFRAME_DISABLE_PLUGINS={component.plugin})"
+            )
+        return built
 
     def record(self, name: str) -> PluginRecord | None:
         return next((record for record in self.plugins if record.name == name), None)
@@ -210,15 +251,22 @@ def load_plugins(
     strict: bool | None = None,
     disabled: Iterable[str] | None = None,
     extra: Iterable[tuple[str, Any]] = (),
+    only: Iterable[str] | None = None,
 ) -> Registry:
     """Load built-ins, entry points and ``extra`` (name, plugin object) pairs into a new registry.
 
     ``strict`` and ``disabled`` default to ``GANFRAME_STRICT_PLUGINS`` and
-    ``GANFRAME_DISABLE_PLUGINS``.
+    ``GANFRAME_DISABLE_PLUGINS``. ``only`` (entry-point names) loads just those
+    entry points, for a registry that isolates the plugins under test
+    (:mod:`ganframe.testing`); the others are not even imported.
     """
     strict = _strict_from_env() if strict is None else strict
     disabled = _env_list(os.environ.get("GANFRAME_DISABLE_PLUGINS")) if disabled is None else set(disabled)
-    sources = _builtin_sources() + _entry_point_sources()
+    entry_points = _entry_point_sources()
+    if only is not None:
+        wanted = set(only)
+        entry_points = [source for source in entry_points if source.name in wanted]
+    sources = _builtin_sources() + entry_points
     sources += [_Source(name, "(in process)", "-", lambda obj=obj: obj) for name, obj in extra]
 
     registry = Registry()

@@ -24,14 +24,15 @@ from ganframe.contract import CONTRACT_VERSION, KINDS
 from ganframe.errors import ConfigError
 from ganframe.files import atomic_write
 
-#: Component kinds the templates have an example for, and the defaults per template.
-SUPPORTED_KINDS = ("architecture", "dataset", "loss", "callback", "augmentation")
+#: Component kinds the templates have an example for (every kind), and the defaults per template.
+SUPPORTED_KINDS = KINDS
 DEFAULT_KINDS = {
     "project": ("architecture", "dataset"),
     "plugin": ("architecture", "dataset", "loss", "callback"),
 }
 #: Component names: ``<slug>-<suffix>`` (lower case, as the plugin contract requires).
-_COMPONENT_SUFFIX = {"architecture": "mlp", "dataset": "shapes", "loss": "lsq", "callback": "log", "augmentation": "flip"}
+_COMPONENT_SUFFIX = {"architecture": "mlp", "dataset": "shapes", "loss": "lsq", "callback": "log", "augmentation": "flip",
+                     "metric": "pixel-gap", "feature_extractor": "pool"}
 
 _PEP508_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 #: Module names a generated package must not take: it would shadow these on import.
@@ -90,9 +91,7 @@ def parse_kinds(kinds: str | Iterable[str] | None, template: str) -> list[str]:
             raise ConfigError(f"--kinds is empty; choose from: {', '.join(SUPPORTED_KINDS)}")
         unknown = [kind for kind in chosen if kind not in SUPPORTED_KINDS]
         if unknown:
-            extra = [kind for kind in unknown if kind in KINDS]
-            note = f" (no template for {', '.join(extra)} yet)" if extra else ""
-            raise ConfigError(f"unknown kind(s) {', '.join(map(repr, unknown))}{note}; choose from: {', '.join(SUPPORTED_KINDS)}")
+            raise ConfigError(f"unknown kind(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(SUPPORTED_KINDS)}")
     return [kind for kind in SUPPORTED_KINDS if kind in chosen]
 
 

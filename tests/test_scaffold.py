@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ganframe import __version__
+from ganframe import KINDS, __version__
 from ganframe.cli import app
 from ganframe.scaffold import available_templates, ganframe_requirement
 
@@ -105,6 +105,25 @@ def test_kinds_choose_the_modules(tmp_path):
     tests = (tmp_path / "lossy" / "tests" / "test_lossy.py").read_text()
     compile(tests, "test_lossy.py", "exec")
     assert '"arch": "dense"' in tests and '"loss": "lossy-lsq"' in tests
+    assert "check_loss" in tests and "check_augmentation" in tests and "check_architecture" not in tests
+
+
+def test_metric_and_feature_extractor_kinds(tmp_path):
+    result = new("scored", "-t", "plugin", "--kinds", "metric, feature-extractor", "--dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "scored"
+    assert {p for p in listing(root) if p.startswith("scored/")} == {
+        "scored/__init__.py", "scored/plugin.py", "scored/metrics.py", "scored/features.py"}
+    for path in root.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    plugin = (root / "scored" / "plugin.py").read_text()
+    assert "def ganframe_register_metrics(register)" in plugin
+    assert "def ganframe_register_feature_extractors(register)" in plugin
+    tests = (root / "tests" / "test_scored.py").read_text()
+    assert "check_metric(\"scored-pixel-gap\"" in tests and "check_feature_extractor(\"scored-pool\"" in tests
+    readme = (root / "README.md").read_text()
+    assert "| metric | `scored-pixel-gap` | `scored/metrics.py` |" in readme
+    assert "| feature_extractor | `scored-pool` | `scored/features.py` |" in readme
 
 
 @pytest.mark.parametrize(("name", "module"), [("My.Cool-GAN", "my_cool_gan"), ("gan2", "gan2"), ("a_b", "a_b")])
@@ -157,9 +176,8 @@ def test_unknown_template_lists_the_available(tmp_path):
 
 def test_unknown_kinds_are_refused(tmp_path):
     result = new("ok", "-t", "plugin", "--kinds", "architecture,optimizer", "--dir", str(tmp_path))
-    assert_refused(result, tmp_path, "'optimizer'", "architecture, dataset, loss, callback, augmentation")
-    result = new("ok", "-t", "plugin", "--kinds", "metric", "--dir", str(tmp_path))
-    assert_refused(result, tmp_path, "no template for metric")
+    assert_refused(result, tmp_path, "'optimizer'",
+                   "architecture, dataset, loss, callback, augmentation, metric, feature_extractor")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -245,8 +263,7 @@ def pip_install_target(sources: list[Path], target: Path) -> None:
 @pytest.mark.slow
 def test_generated_project_and_plugin_install_train_and_pass_their_tests(tmp_path):
     assert new("my-gan", "--dir", str(tmp_path)).exit_code == 0
-    assert new("my-plugin", "-t", "plugin", "--kinds", "architecture,dataset,loss,callback,augmentation",
-               "--dir", str(tmp_path)).exit_code == 0
+    assert new("my-plugin", "-t", "plugin", "--kinds", ",".join(KINDS), "--dir", str(tmp_path)).exit_code == 0
     site = tmp_path / "site"
     # Build from copies: an in-tree build would leave build/ and *.egg-info next to the sources.
     sources = [shutil.copytree(tmp_path / name, tmp_path / "build" / name) for name in ("my-gan", "my-plugin")]
@@ -257,7 +274,8 @@ def test_generated_project_and_plugin_install_train_and_pass_their_tests(tmp_pat
     assert listed.returncode == 0, listed.stderr
     for kind, name in [("architecture", "my-gan-mlp"), ("dataset", "my-gan-shapes"), ("architecture", "my-plugin-mlp"),
                        ("dataset", "my-plugin-shapes"), ("loss", "my-plugin-lsq"), ("callback", "my-plugin-log"),
-                       ("augmentation", "my-plugin-flip")]:
+                       ("augmentation", "my-plugin-flip"), ("metric", "my-plugin-pixel-gap"),
+                       ("feature_extractor", "my-plugin-pool")]:
         assert any(line.split()[:2] == [kind, name] for line in listed.stdout.splitlines()), f"{kind} {name}:\n{listed.stdout}"
     assert "FAILED" not in listed.stdout
 

@@ -5,6 +5,7 @@ import pytest
 
 import ganframe
 from ganframe import DataSpec
+from ganframe.testing import TINY_SPEC, check_augmentation
 
 ENTRY_POINT = "diffaugment"
 GRAY = DataSpec((28, 28, 1), (0.0, 1.0))
@@ -29,6 +30,17 @@ def seeded(seed=0):
 def random_images(spec, n=6, seed=0):
     low, high = spec.value_range
     return (low + (high - low) * np.random.default_rng(seed).random((n, *spec.shape))).astype(np.float32)
+
+
+@pytest.fixture
+def ganframe_plugins():
+    """What the conformance kit's `ganframe_registry` fixture loads: ganframe's built-ins plus this plugin."""
+    return [ENTRY_POINT]
+
+
+@pytest.mark.parametrize("spec", [TINY_SPEC, DataSpec((8, 8, 3), (-1.0, 1.0))], ids=["8x8x1", "8x8x3"])
+def test_diffaugment_passes_the_conformance_kit(ganframe_registry, spec):
+    check_augmentation("diffaugment", registry=ganframe_registry, spec=spec)
 
 
 def test_the_plugin_loads_and_registers_diffaugment(registry):

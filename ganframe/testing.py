@@ -1,0 +1,590 @@
+"""The conformance kit for plugin authors: does a component honour ganframe's plugin contract?
+
+Like scikit-learn's ``check_estimator``: each ``check_<kind>(name, options=None, *, registry=None, ...)``
+builds the registered component the way a run would and checks it against the contract
+(docs/plugins.md). A problem raises ``AssertionError`` whose message names the component, its
+plugin and what is wrong, e.g. ``architecture 'wide' (plugin 'my_plugin'): the generator's output
+has shape (4, 4, 4, 1), expected (4, 8, 8, 1)``. On success a check returns what it built.
+Each takes a few seconds on a CPU.
+
+Every check first checks the options model: it derives from :class:`ganframe.Options`, refuses an
+unknown key, and accepts ``options``. Then, per kind:
+
+``check_architecture``  G maps ``(n, latent_dim)`` noise (plus labels, if conditional) to float32
+                        ``(n, *spec.shape)`` within the declared ``output_range``, which must be
+                        ``spec.value_range``; D gives one finite logit per image; a few real
+                        training steps change BOTH networks' weights; a checkpoint saved and
+                        loaded into freshly built networks generates identical images.
+``check_dataset``       returns :class:`ganframe.ImageData` (which checks shape, dtype, range and
+                        labels) and the same data for the same seed; pass ``data_dir`` if it reads files.
+``check_loss``          an :class:`~ganframe.AdversarialLoss` gives finite scalars with gradients on
+                        random logits; a :class:`~ganframe.Penalty` a finite scalar with gradients on a
+                        tiny critic; then both train a tiny GAN for a few steps.
+``check_callback``      a ``keras.callbacks.Callback`` that survives a short run in a temporary
+                        ``context.run_dir``, writing nothing into the current directory.
+``check_augmentation``  same shape and dtype out, the same images for the same seed, a gradient with
+                        respect to the images, and a short run with it.
+``check_metric``        a dict of finite floats; identical sets score at least as well as different
+                        ones (so ``higher_is_better`` is right).
+``check_feature_extractor``  finite ``(N, D)`` features, deterministic and independent of the batch.
+
+The tiny GAN the checks train is the engine itself (:class:`ganframe.GAN`, ``jit_compile=False``
+by default; pass ``jit_compile=True`` to check that a component also compiles with XLA, as a
+default run does). Checks that need data shapes take ``spec`` (default :data:`TINY_SPEC`, 8x8x1
+in [0, 1] with 2 classes): pass one your component accepts.
+
+Pytest: ganframe registers this module as a pytest plugin (entry point ``pytest11``), so every
+test session has these fixtures:
+
+``ganframe_plugins``   entry-point names (group ``ganframe``) under test; none by default: override it.
+``ganframe_registry``  :func:`isolated_registry` of those: ganframe's built-ins plus only them.
+``tiny_image_data``    :func:`tiny_data`: 64 random 8x8x1 images with 2 classes, in memory.
+
+Example, in a plugin's ``tests/test_plugin.py``::
+
+    import pytest
+    from ganframe.testing import check_architecture
+
+    @pytest.fixture
+    def ganframe_plugins():
+        return ["my_plugin"]              # the entry point in your pyproject.toml
+
+    def test_wide_honours_the_contract(ganframe_registry):
+        check_architecture("wide", {"width": 16}, registry=ganframe_registry)
+
+TensorFlow is imported only when a check runs: pytest loads this module in every session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn, Sequence
+
+import numpy as np
+from pydantic import ValidationError
+
+from ganframe.contract import (
+    AdversarialLoss,
+    Augmentation,
+    CallbackContext,
+    Component,
+    DataContext,
+    DataSpec,
+    FeatureExtractor,
+    ImageData,
+    Metric,
+    Networks,
+    Options,
+    Penalty,
+)
+from ganframe.errors import PluginError, describe_validation_error
+from ganframe.plugins import ENTRY_POINT_GROUP, Registry, get_registry, load_plugins
+
+if TYPE_CHECKING:
+    import keras
+
+    from ganframe.engine import GAN
+
+__all__ = [
+    "TINY_SPEC",
+    "check_architecture",
+    "check_augmentation",
+    "check_callback",
+    "check_dataset",
+    "check_feature_extractor",
+    "check_loss",
+    "check_metric",
+    "isolated_registry",
+    "tiny_data",
+]
+
+#: The default data spec of the checks: small enough for seconds on a CPU, labelled so that
+#: conditional architectures can be checked too.
+TINY_SPEC = DataSpec((8, 8, 1), (0.0, 1.0), num_classes=2)
+
+#: Images per batch in the checks' training runs (the data holds 4 batches).
+_BATCH = 8
+
+#: A key no options model declares: it must be refused.
+_UNKNOWN_KEY = "ganframe_testing_unknown_key"
+
+
+def tiny_data(spec: DataSpec = TINY_SPEC, n: int = 64, seed: int = 0) -> ImageData:
+    """``n`` random images of ``spec`` in memory (labels cycling through the classes, if it has them)."""
+    low, high = spec.value_range
+    images = low + (high - low) * np.random.default_rng(seed).random((n, *spec.shape))
+    labels = None if spec.num_classes is None else (np.arange(n) % spec.num_classes).astype(np.int32)
+    return ImageData(images.astype(np.float32), labels, spec, name="tiny")
+
+
+def isolated_registry(plugins: Iterable[str] = ()) -> Registry:
+    """ganframe's built-ins plus only the entry points named ``plugins``, whatever else is installed.
+
+    ``GANFRAME_DISABLE_PLUGINS`` is ignored, and a plugin that fails to load or is not installed
+    raises :class:`ganframe.PluginError` saying why, so a test never runs against the wrong components.
+    """
+    plugins = list(plugins)
+    registry = load_plugins(strict=True, disabled=(), only=plugins)
+    missing = [name for name in plugins if registry.record(name) is None]
+    if missing:
+        installed = sorted({entry.name for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
+        raise PluginError(
+            f"no entry point {', '.join(map(repr, missing))} in group {ENTRY_POINT_GROUP!r}: is its package "
+            f"installed (pip install -e .)? Installed: {', '.join(installed) or 'none'}"
+        )
+    return registry
+
+
+# -- the subject of a check ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """The component under check, so that every failure names it and its plugin."""
+
+    component: Component
+
+    def message(self, problem: str) -> str:
+        return f"{self.component.kind} {self.component.name!r} (plugin {self.component.plugin!r}): {problem}"
+
+    def fail(self, problem: str) -> NoReturn:
+        raise AssertionError(self.message(problem))
+
+    @contextlib.contextmanager
+    def doing(self, what: str) -> Iterator[None]:
+        """Turn an exception raised while doing ``what`` into an AssertionError that says so."""
+        try:
+            yield
+        except AssertionError:
+            raise
+        except Exception as error:
+            raise AssertionError(self.message(f"{what} raised {type(error).__name__}: {error}")) from error
+
+    def expect_type(self, value: Any, expected: type | tuple[type, ...], expected_name: str) -> None:
+        if not isinstance(value, expected):
+            self.fail(f"its factory returned {type(value).__name__}, expected {expected_name}")
+
+    def expect_finite(self, value: Any, what: str) -> np.ndarray:
+        array = np.asarray(value)
+        if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+            self.fail(f"{what} is not finite: {_short(array)}")
+        return array
+
+
+def _short(array: np.ndarray) -> str:
+    return np.array2string(np.asarray(array), threshold=6, precision=4)
+
+
+def _lookup(kind: str, name: str, registry: Registry | None) -> Component:
+    """The registered component, or an AssertionError saying what is there and which plugins failed why."""
+    registry = registry or get_registry()
+    if name in registry.components[kind]:
+        return registry.components[kind][name]
+    problem = f"{kind} {name!r} is not registered; {kind} names: {', '.join(registry.names(kind)) or 'none'}"
+    failed = [record for record in registry.plugins if record.status == "failed"]
+    for record in failed:
+        problem += f"\n  {record.label} failed to load: {record.error}"
+    if not failed:
+        problem += "\n  is its package installed (pip install -e .), and its entry point in the ganframe_plugins fixture?"
+    raise AssertionError(problem)
+
+
+def _subject(kind: str, name: str, options: dict[str, Any] | None, registry: Registry | None) -> tuple[_Subject, Options]:
+    """The component and its validated ``options``, after checking its options model."""
+    component = _lookup(kind, name, registry)
+    subject = _Subject(component)
+    model = component.options
+    if not (isinstance(model, type) and issubclass(model, Options)):
+        subject.fail(f"options model {getattr(model, '__name__', model)!r} must derive from ganframe.Options "
+                     "(unknown keys refused, values frozen)")
+    try:
+        model.model_validate({**(options or {}), _UNKNOWN_KEY: 1})
+    except ValidationError as error:
+        refused = any(e["type"] == "extra_forbidden" and e["loc"] == (_UNKNOWN_KEY,) for e in error.errors())
+    else:
+        refused = False
+    if not refused:
+        subject.fail(f"options model {model.__name__} accepted the unknown key {_UNKNOWN_KEY!r}: "
+                     "a user's typo would pass silently; keep extra='forbid' (derive from ganframe.Options)")
+    try:
+        validated = model.model_validate(options or {})
+    except ValidationError as error:
+        subject.fail(f"options {options!r} are refused: {describe_validation_error(error, 'option')}")
+    return subject, validated
+
+
+def _build(subject: _Subject, options: Options, *args: Any) -> Any:
+    with subject.doing("its factory"):
+        return subject.component.factory(*args, options)
+
+
+# -- the tiny GAN the checks train ---------------------------------------------------------------------
+
+
+def _tiny_networks(spec: DataSpec) -> Networks:
+    """A small dense GAN for ``spec`` (any shape and value range): the partner of losses, callbacks, ..."""
+    import keras
+
+    low, high = spec.value_range
+    noise = keras.Input((8,))
+    x = keras.layers.Dense(16)(noise)
+    x = keras.layers.LeakyReLU(0.2)(x)
+    x = keras.layers.Dense(spec.size, activation="sigmoid")(x)
+    x = keras.layers.Rescaling(high - low, offset=low)(x)
+    generator = keras.Model(noise, keras.layers.Reshape(spec.shape)(x), name="tiny_generator")
+    image = keras.Input(spec.shape)
+    y = keras.layers.Dense(16)(keras.layers.Flatten()(image))
+    y = keras.layers.LeakyReLU(0.2)(y)
+    discriminator = keras.Model(image, keras.layers.Dense(1)(y), name="tiny_discriminator")
+    return Networks(generator, discriminator, latent_dim=8, output_range=(low, high))
+
+
+def _engine(subject: _Subject, networks: Networks, spec: DataSpec, *, loss: AdversarialLoss | None = None,
+            penalties: Sequence[Penalty] = (), augmentations: Sequence[Augmentation] = (),
+            jit_compile: bool = False) -> GAN:
+    """The engine around ``networks``, compiled; the divergence guard off, so a NaN shows."""
+    import keras
+
+    from ganframe.builtin.losses import NonSaturatingLoss
+    from ganframe.engine import GAN
+
+    with subject.doing("building the GAN engine around it"):
+        gan = GAN(networks, loss or NonSaturatingLoss(), penalties=penalties, augmentations=augmentations,
+                  num_classes=spec.num_classes, seed=0, guard=False)
+        gan.compile(keras.optimizers.Adam(1e-3, beta_1=0.5), keras.optimizers.Adam(1e-3, beta_1=0.5),
+                    jit_compile=jit_compile)
+    return gan
+
+
+def _train(subject: _Subject, gan: GAN, spec: DataSpec, steps: int,
+           callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+    """``steps`` real training steps of ``gan`` on tiny data; the losses must stay finite."""
+    from ganframe.pipeline import make_dataset
+
+    with subject.doing(f"training a tiny GAN with it for {steps} steps"):
+        history = gan.fit(make_dataset(tiny_data(spec, n=4 * _BATCH), _BATCH), epochs=1, steps_per_epoch=steps,
+                          callbacks=list(callbacks), shuffle=False, verbose=0)  # the pipeline shuffles
+    for key in ("d_loss", "g_loss"):
+        subject.expect_finite(history.history[key], f"{key} over {steps} training steps")
+
+
+def _short_run(subject: _Subject, spec: DataSpec, steps: int, jit_compile: bool, *,
+               callbacks: Sequence[keras.callbacks.Callback] = (), **components: Any) -> GAN:
+    """A tiny GAN with the checked ``components`` (loss, penalties, augmentations) trained ``steps`` steps."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    gan = _engine(subject, _tiny_networks(spec), spec, jit_compile=jit_compile, **components)
+    _train(subject, gan, spec, steps, callbacks)
+    return gan
+
+
+# -- architecture --------------------------------------------------------------------------------------
+
+
+def check_architecture(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                       spec: DataSpec = TINY_SPEC, steps: int = 3, jit_compile: bool = False) -> Networks:
+    """Check architecture ``name`` for data of ``spec``; returns the networks it trained."""
+    import keras
+
+    subject, validated = _subject("architecture", name, options, registry)
+    keras.utils.set_random_seed(0)
+    networks = _build(subject, validated, spec)
+    subject.expect_type(networks, Networks, "ganframe.Networks")
+    if tuple(map(float, networks.output_range)) != tuple(map(float, spec.value_range)):
+        subject.fail(f"it declares output_range {tuple(networks.output_range)} for data in {spec.value_range}; the "
+                     "engine refuses such a run: match spec.value_range, or check it with a spec (or options) that fit")
+    if networks.conditional and spec.num_classes is None:
+        subject.fail("it is conditional but the spec has no num_classes: check it with DataSpec(..., num_classes=K)")
+    _check_outputs(subject, networks, spec)
+
+    gan = _engine(subject, networks, spec, jit_compile=jit_compile)
+    before = {which: [v.numpy().copy() for v in network.trainable_variables]
+              for which, network in (("generator", networks.generator), ("discriminator", networks.discriminator))}
+    _train(subject, gan, spec, steps)
+    for which, network in (("generator", networks.generator), ("discriminator", networks.discriminator)):
+        if all(np.array_equal(old, new.numpy()) for old, new in zip(before[which], network.trainable_variables)):
+            subject.fail(f"{steps} training steps left all {len(before[which])} trainable variables of the {which} "
+                         "unchanged: is it frozen, or its output cut from its weights (stop_gradient, a constant)?")
+
+    _check_checkpoint_round_trip(subject, gan, validated, spec, jit_compile)
+    return networks
+
+
+def _check_outputs(subject: _Subject, networks: Networks, spec: DataSpec, n: int = 4) -> None:
+    """G's images: shape, dtype, range; D's logits: one finite value per image."""
+    noise = np.random.default_rng(0).standard_normal((n, networks.latent_dim)).astype(np.float32)
+    labels = (np.arange(n) % spec.num_classes).astype(np.int32) if networks.conditional else None
+    with subject.doing(f"calling the generator on noise of shape {noise.shape}"):
+        images = networks.generator([noise, labels] if networks.conditional else noise, training=False)
+    images = np.asarray(images)
+    if images.shape != (n, *spec.shape):
+        subject.fail(f"the generator's output has shape {images.shape}, expected {(n, *spec.shape)} for {spec}")
+    if images.dtype != np.float32:
+        subject.fail(f"the generator's output has dtype {images.dtype}, expected float32")
+    subject.expect_finite(images, "the generator's output")
+    low, high = networks.output_range
+    if images.min() < low - 1e-5 or images.max() > high + 1e-5:
+        subject.fail(f"the generator's output spans [{images.min():g}, {images.max():g}], outside the declared "
+                     f"output_range [{low:g}, {high:g}]: its last activation must map into it")
+    with subject.doing(f"calling the discriminator on images of shape {images.shape}"):
+        logits = networks.discriminator([images, labels] if networks.conditional else images, training=False)
+    logits = np.asarray(logits)
+    if logits.shape not in ((n, 1), (n,)):
+        subject.fail(f"the discriminator's output has shape {logits.shape}, expected ({n}, 1): one raw logit per image")
+    subject.expect_finite(logits, "the discriminator's output")
+
+
+def _check_checkpoint_round_trip(subject: _Subject, gan: GAN, options: Options, spec: DataSpec,
+                                 jit_compile: bool) -> None:
+    """A checkpoint of the trained GAN, loaded into freshly built networks, generates the same images."""
+    from ganframe.checkpoints import load_checkpoint, save_checkpoint
+
+    expected = gan.generate(4, seed=1)
+    with tempfile.TemporaryDirectory(prefix="ganframe-check-") as directory:
+        with subject.doing("saving a checkpoint"):
+            path = save_checkpoint(gan, directory)
+        fresh = _engine(subject, _build(subject, options, spec), spec, jit_compile=jit_compile)
+        with subject.doing("loading the checkpoint into freshly built networks"):
+            load_checkpoint(fresh, path)
+    restored = fresh.generate(4, seed=1)
+    if not np.allclose(restored, expected, rtol=0, atol=1e-6):
+        subject.fail("a checkpoint loaded into freshly built networks generates different images (largest difference "
+                     f"{np.abs(restored - expected).max():g}): is some state kept outside the networks' variables?")
+
+
+# -- dataset -------------------------------------------------------------------------------------------
+
+
+def check_dataset(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                  data_dir: str | Path | None = None, seed: int = 0) -> ImageData:
+    """Check dataset ``name``, loaded with ``data_dir`` (if it reads files); returns the data."""
+    subject, validated = _subject("dataset", name, options, registry)
+    context = DataContext(None if data_dir is None else Path(data_dir), seed)
+    data = _build(subject, validated, context)
+    subject.expect_type(data, ImageData, "ganframe.ImageData")
+    again = _build(subject, validated, context)
+    same_labels = (data.labels is None and again.labels is None) or (
+        data.labels is not None and again.labels is not None and np.array_equal(data.labels, again.labels))
+    if not (np.array_equal(data.images, again.images) and same_labels):
+        subject.fail(f"two loads with seed {seed} gave different data: draw any randomness from "
+                     "numpy.random.default_rng(context.seed), so that runs repeat")
+    return data
+
+
+# -- loss and penalty ----------------------------------------------------------------------------------
+
+
+def check_loss(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+               spec: DataSpec = TINY_SPEC, steps: int = 2, jit_compile: bool = False) -> AdversarialLoss | Penalty:
+    """Check loss ``name`` (an adversarial loss or a penalty); returns it."""
+    subject, validated = _subject("loss", name, options, registry)
+    loss = _build(subject, validated, spec)
+    subject.expect_type(loss, (AdversarialLoss, Penalty), "ganframe.AdversarialLoss or ganframe.Penalty")
+    if isinstance(loss, AdversarialLoss):
+        _check_adversarial(subject, loss)
+        _short_run(subject, spec, steps, jit_compile, loss=loss)
+    else:
+        if loss.applies_to not in ("discriminator", "generator"):
+            subject.fail(f"applies_to is {loss.applies_to!r}, expected 'discriminator' or 'generator'")
+        _check_penalty(subject, loss, spec)
+        _short_run(subject, spec, steps, jit_compile, penalties=[loss])
+    return loss
+
+
+def _scalar(subject: _Subject, value: Any, what: str) -> None:
+    shape = tuple(np.shape(value))
+    if shape != ():
+        subject.fail(f"{what} has shape {shape}, expected a scalar (the mean over the batch)")
+    subject.expect_finite(value, what)
+
+
+def _check_gradient(subject: _Subject, gradient: Any, what: str) -> None:
+    if gradient is None:
+        subject.fail(f"{what} is None: the value does not depend on it differentiably (keras.ops only, no numpy)")
+    if not np.abs(subject.expect_finite(gradient, what)).any():
+        subject.fail(f"{what} is zero everywhere: nothing could learn from it")
+
+
+def _check_adversarial(subject: _Subject, loss: AdversarialLoss) -> None:
+    """Finite scalar losses on random logits, with gradients with respect to the logits they take."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    real, fake = (tf.constant(rng.normal(size=(_BATCH, 1)).astype(np.float32)) for _ in range(2))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([real, fake])
+        with subject.doing("discriminator_loss on random logits"):
+            d_loss = loss.discriminator_loss(real, fake)
+        with subject.doing("generator_loss on random logits"):
+            g_loss = loss.generator_loss(fake)
+    _scalar(subject, d_loss, "discriminator_loss on random logits")
+    _scalar(subject, g_loss, "generator_loss on random logits")
+    _check_gradient(subject, tape.gradient(d_loss, real), "the gradient of discriminator_loss with respect to real_logits")
+    _check_gradient(subject, tape.gradient(d_loss, fake), "the gradient of discriminator_loss with respect to fake_logits")
+    _check_gradient(subject, tape.gradient(g_loss, fake), "the gradient of generator_loss with respect to fake_logits")
+
+
+def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
+    """A finite scalar on a tiny critic, with a gradient for the network it applies to."""
+    import tensorflow as tf
+
+    discriminator = _tiny_networks(spec).discriminator
+    real = tf.constant(tiny_data(spec, n=_BATCH, seed=0).images)
+    fake = tf.constant(tiny_data(spec, n=_BATCH, seed=1).images)
+    with tf.GradientTape() as tape:
+        tape.watch(fake)
+        with subject.doing("calling it on a tiny critic"):
+            value = penalty(lambda images: discriminator(images, training=True), real, fake)
+    _scalar(subject, value, "the penalty on a tiny critic")
+    if penalty.applies_to == "discriminator":
+        gradients = tape.gradient(value, discriminator.trainable_variables)
+        if all(gradient is None for gradient in gradients):
+            subject.fail("the penalty has no gradient with respect to the critic's weights, so it cannot regularise it")
+    else:
+        _check_gradient(subject, tape.gradient(value, fake), "the gradient of the penalty with respect to the fake images")
+
+
+# -- callback ------------------------------------------------------------------------------------------
+
+
+def check_callback(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                   spec: DataSpec = TINY_SPEC, steps: int = 4, jit_compile: bool = False) -> keras.callbacks.Callback:
+    """Check callback ``name`` in a ``steps``-step run in a temporary run directory; returns it."""
+    import keras
+
+    subject, validated = _subject("callback", name, options, registry)
+    with tempfile.TemporaryDirectory(prefix="ganframe-check-") as temporary:
+        run_dir, elsewhere = Path(temporary) / "run", Path(temporary) / "cwd"
+        run_dir.mkdir()
+        elsewhere.mkdir()
+        callback = _build(subject, validated, CallbackContext(run_dir, spec, seed=0, total_steps=steps))
+        subject.expect_type(callback, keras.callbacks.Callback, "a keras.callbacks.Callback")
+        cwd = os.getcwd()
+        os.chdir(elsewhere)  # a relative path is written here, not into the caller's directory
+        try:
+            _short_run(subject, spec, steps, jit_compile, callbacks=[callback])
+        finally:
+            os.chdir(cwd)
+        strays = sorted(path.name for path in elsewhere.iterdir())
+        if strays:
+            subject.fail(f"it wrote {', '.join(strays)} into the current directory: write under context.run_dir")
+    return callback
+
+
+# -- augmentation --------------------------------------------------------------------------------------
+
+
+def check_augmentation(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                       spec: DataSpec = TINY_SPEC, steps: int = 2, jit_compile: bool = False) -> Augmentation:
+    """Check augmentation ``name`` on images of ``spec``; returns it."""
+    import keras
+    import tensorflow as tf
+
+    subject, validated = _subject("augmentation", name, options, registry)
+    augment = _build(subject, validated, spec)
+    subject.expect_type(augment, Augmentation, "ganframe.Augmentation")
+    images = tf.constant(tiny_data(spec, n=_BATCH).images)
+    weights = tf.constant(np.random.default_rng(1).normal(size=images.shape).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        with subject.doing(f"augmenting images of shape {tuple(images.shape)}"):
+            out = augment(images, keras.random.SeedGenerator(0))
+        array = np.asarray(out)
+        if array.shape != tuple(images.shape) or array.dtype != np.float32:
+            subject.fail(f"it returned {array.dtype} {array.shape} for float32 {tuple(images.shape)}: "
+                         "keep the shape and dtype")
+        weighted = tf.reduce_sum(out * weights)
+    subject.expect_finite(array, "the augmented images")
+    if not np.array_equal(array, np.asarray(augment(images, keras.random.SeedGenerator(0)))):
+        subject.fail("the same seed gave different images: draw randomness only from the seed argument "
+                     "(keras.random.* with seed=seed)")
+    _check_gradient(subject, tape.gradient(weighted, images), "the gradient of the augmented images with respect to the input")
+    _short_run(subject, spec, steps, jit_compile, augmentations=[augment])
+    return augment
+
+
+# -- metric and feature extractor ----------------------------------------------------------------------
+
+
+def check_metric(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                 spec: DataSpec = TINY_SPEC, n: int = 32) -> Metric:
+    """Check metric ``name`` on ``n`` images of ``spec`` per set; returns it."""
+    subject, validated = _subject("metric", name, options, registry)
+    metric = _build(subject, validated, spec)
+    subject.expect_type(metric, Metric, "ganframe.Metric")
+    real = tiny_data(spec, n=n, seed=0).images
+    different = np.full_like(real, spec.value_range[0])  # every image blank: as far from real as it gets
+    identical = _scores(subject, metric, real, real.copy(), "identical sets")
+    apart = _scores(subject, metric, real, different, "different sets")
+    if set(identical) != set(apart):
+        subject.fail(f"it returned keys {sorted(identical)} for one pair of sets and {sorted(apart)} for another")
+    better = max if metric.higher_is_better else min
+    for key in identical:
+        if better(identical[key], apart[key]) != identical[key] and not np.isclose(identical[key], apart[key]):
+            subject.fail(f"{key!r} scores identical sets worse ({identical[key]:g}) than different ones "
+                         f"({apart[key]:g}); is higher_is_better ({metric.higher_is_better}) right?")
+    return metric
+
+
+def _scores(subject: _Subject, metric: Metric, real: np.ndarray, fake: np.ndarray, what: str) -> dict[str, float]:
+    with subject.doing(f"compute on {what}"):
+        scores = metric.compute(real, fake)
+    if not isinstance(scores, dict) or not scores:
+        subject.fail(f"compute on {what} returned {scores!r}, expected a non-empty dict of name -> float")
+    for key, value in scores.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            subject.fail(f"compute on {what} returned {key!r}: {value!r}, expected str -> float")
+        subject.expect_finite(value, f"{key!r} on {what}")
+    return {key: float(value) for key, value in scores.items()}
+
+
+def check_feature_extractor(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                            spec: DataSpec = TINY_SPEC, n: int = 8) -> FeatureExtractor:
+    """Check feature extractor ``name`` on ``n`` images of ``spec``; returns it."""
+    subject, validated = _subject("feature_extractor", name, options, registry)
+    extract = _build(subject, validated, spec)
+    subject.expect_type(extract, FeatureExtractor, "ganframe.FeatureExtractor")
+    if extract.weights_hash is not None and not (isinstance(extract.weights_hash, str) and extract.weights_hash):
+        subject.fail(f"weights_hash is {extract.weights_hash!r}, expected None or a non-empty string")
+    images = tiny_data(spec, n=n).images
+    with subject.doing(f"extracting features of images {images.shape}"):
+        features = np.asarray(extract(images))
+    if features.ndim != 2 or features.shape[0] != n or features.shape[1] == 0:
+        subject.fail(f"it returned features of shape {features.shape}, expected ({n}, D)")
+    subject.expect_finite(features, "the features")
+    half = np.asarray(extract(images[: n // 2]))
+    if not np.array_equal(features, np.asarray(extract(images))) or not np.allclose(half, features[: n // 2],
+                                                                                      rtol=1e-4, atol=1e-5):
+        subject.fail("an image's features depend on the call or on the other images in the batch: "
+                     "they must be a fixed function of the image (no batch statistics, no randomness)")
+    return extract
+
+
+# -- pytest fixtures (this module is ganframe's pytest11 plugin) ---------------------------------------
+
+try:
+    import pytest
+except ModuleNotFoundError:  # the checks work without pytest; only the fixtures need it
+    pass
+else:
+
+    @pytest.fixture
+    def ganframe_plugins() -> list[str]:
+        """Entry-point names under test: none by default (built-ins only); override it with your plugin's."""
+        return []
+
+    @pytest.fixture
+    def ganframe_registry(ganframe_plugins: list[str]) -> Registry:
+        """ganframe's built-ins plus only the ``ganframe_plugins`` entry points."""
+        return isolated_registry(ganframe_plugins)
+
+    @pytest.fixture
+    def tiny_image_data() -> ImageData:
+        """64 random 8x8x1 images in [0, 1] with 2 classes (:data:`TINY_SPEC`)."""
+        return tiny_data()
