@@ -289,7 +289,7 @@ def test_npz_float_out_of_range_states_min_and_max(load, tmp_path):
         (np.zeros((2, 4, 4, 2), np.uint8), "C = 1, 3 or 4"),
         (np.zeros((4, 4), np.uint8), "shape (4, 4)"),
         (np.zeros((2, 4, 4), np.int64), "dtype int64"),
-        (np.full((2, 4, 4), np.nan, np.float32), "span [nan, nan]"),
+        (np.full((2, 4, 4), np.nan, np.float32), "32 pixel values are NaN or infinite, in 2 of 2 images"),
     ],
 )
 def test_npz_bad_images(load, tmp_path, array, words):
@@ -357,6 +357,20 @@ def test_folder_unreadable_file_is_named(load, tmp_path):
     with pytest.raises(DataError, match="Pillow cannot read") as error:
         load("folder", {"path": tmp_path})
     assert str(tmp_path / "b.png") in str(error.value)
+
+
+def test_folder_can_skip_unreadable_files_keeping_the_labels_aligned(load, tmp_path, capsys):
+    write_png(tmp_path / "cat" / "a.png", value=0)
+    (tmp_path / "cat" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is no png")
+    write_png(tmp_path / "zebra" / "c.png", value=255)
+    data = load("folder", {"path": tmp_path, "labels": True, "unreadable": "skip"})
+    check(data, (2, 5, 6, 1), 2)
+    assert list(data.labels) == [0, 1] and list(data.images[:, 0, 0, 0]) == [0.0, 1.0]
+    assert f"skipped 1 unreadable image file(s) of 3 (unreadable = \"skip\"), the first: {tmp_path / 'cat' / 'b.png'}" in capsys.readouterr().err
+    for path in (tmp_path / "cat" / "a.png", tmp_path / "zebra" / "c.png"):
+        path.write_bytes(b"no png either")
+    with pytest.raises(DataError, match="none of the 3 image files can be read"):
+        load("folder", {"path": tmp_path, "unreadable": "skip"})
 
 
 def test_folder_mixed_sizes_need_size(load, tmp_path):

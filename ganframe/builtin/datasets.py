@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -253,12 +254,21 @@ def _unit_images(array: np.ndarray, source: str) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
         raise DataError(f"{source}: images have shape {array.shape}; expected (N, H, W) or (N, H, W, C) with C = 1, 3 or 4")
+    if not array.size:
+        raise DataError(f"{source}: the array holds no images (shape {array.shape}); save a non-empty array")
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     if not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{source}: images have dtype {array.dtype}; expected uint8 (0..255) or floats in [0, 1]")
-    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-    if not (0.0 <= low and high <= 1.0):  # also catches NaN
+    finite = np.isfinite(array)
+    if not finite.all():  # one NaN pixel would poison every update it is in: count them, so the user can find them
+        bad_images = int((~finite).reshape(len(array), -1).any(axis=1).sum())
+        raise DataError(
+            f"{source}: {finite.size - int(np.count_nonzero(finite))} pixel values are NaN or infinite, in "
+            f"{bad_images} of {len(array)} images; repair or drop those images (np.isfinite finds them)"
+        )
+    low, high = float(array.min()), float(array.max())
+    if not (0.0 <= low and high <= 1.0):
         raise DataError(
             f"{source}: float pixel values span [{low:g}, {high:g}]; expected floats in [0, 1] or uint8 "
             "in 0..255; rescale them first, e.g. x / 255 or (x + 1) / 2"
@@ -326,6 +336,9 @@ class FolderOptions(Options):
     )
     channels: Literal[1, 3] = 1
     labels: bool = Field(False, description="class = the top-level subfolder an image lies in")
+    unreadable: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image file Pillow cannot read: refuse the data set, naming it, or skip it with a warning"
+    )
     limit: Limit = None
 
 
@@ -358,7 +371,10 @@ def _read_image(path: Path, mode: str) -> Image.Image:
         with Image.open(path) as image:
             return image.convert(mode)  # convert() loads the pixels, so a truncated file fails here
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path}: Pillow cannot read this image ({error}); delete or replace the file") from None
+        raise DataError(
+            f"{path}: Pillow cannot read this image ({error}); delete or replace the file, "
+            "or skip unreadable files with the option unreadable = \"skip\""
+        ) from None
 
 
 def load_folder(context: DataContext, options: FolderOptions) -> ImageData:
@@ -376,9 +392,15 @@ def load_folder(context: DataContext, options: FolderOptions) -> ImageData:
     files, labels = _first(files, options.limit), _first(labels, options.limit)
 
     mode = "L" if options.channels == 1 else "RGB"
-    pixels, first = [], None
-    for path in files:
-        image = _read_image(path, mode)
+    pixels, kept, skipped, first = [], [], [], None
+    for index, path in enumerate(files):
+        try:
+            image = _read_image(path, mode)
+        except DataError:
+            if options.unreadable == "refuse":
+                raise
+            skipped.append(path)
+            continue
         if options.size is not None:
             height, width = options.size
             if image.size != (width, height):
@@ -391,6 +413,13 @@ def load_folder(context: DataContext, options: FolderOptions) -> ImageData:
                 f"{image.size[0]}x{image.size[1]}); set the option `size` (e.g. size = 64) to resize them all"
             )
         pixels.append(np.asarray(image, np.uint8).reshape(image.size[1], image.size[0], options.channels))
+        kept.append(index)
+    if skipped:
+        if not pixels:
+            raise DataError(f"{root}: none of the {len(files)} image files can be read by Pillow (the first: {skipped[0]})")
+        print(f"warning: {root}: skipped {len(skipped)} unreadable image file(s) of {len(files)} (unreadable = \"skip\"), "
+              f"the first: {skipped[0]}", file=sys.stderr)
+        labels = None if labels is None else labels[kept]
     images = np.stack(pixels).astype(np.float32) / np.float32(255.0)
     return ImageData(images, labels, DataSpec(images.shape[1:], (0.0, 1.0), num_classes), name="folder")
 

@@ -1,0 +1,427 @@
+"""The catalogue of bad inputs (docs/errors.md): one row per situation, one test for all of them.
+
+Each row builds its situation in ``tmp_path`` (the working directory while it runs), runs the
+``ganframe`` command in process (Typer's CliRunner; two quick rows run the real console script), and
+checks the exit code, the key words of the message, that no traceback (nor, in process, an
+uncaught exception) escaped, and that no path under ``tmp_path`` was created, changed or
+removed except those the row says it writes. The rows' ids and exit codes are the doc table's:
+``test_the_doc_table_has_exactly_these_rows`` keeps the two from drifting apart.
+
+Rows that train or load a run stay tiny: 8x8 digits or a few images, two steps, no XLA.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import ganframe
+import ganframe.plugins
+from ganframe.cli import app
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+CLI = Path(sys.executable).with_name("ganframe")
+PLUGIN_ENV = ("GANFRAME_STRICT_PLUGINS", "GANFRAME_DISABLE_PLUGINS", "GANFRAME_DATA_DIR")
+BROKEN_PLUGINS = ("brokenimport", "misspelt", "raising", "duplicate")  # tests/plugin_packages
+
+#: A two-step run into RUN that writes nothing but checkpoints and the run's records.
+RUN_FLAGS = ("--steps", "2", "--batch-size", "4", "--no-jit", "--sample-every", "0", "--log-every", "0", "--out", "RUN")
+TINY = ("--arch", "dense", "--arch-option", "g_widths=[8]", "--arch-option", "d_widths=[8]", "--arch-option", "latent_dim=4")
+
+
+def train(*args: str) -> tuple[str, ...]:
+    """``ganframe train`` with the two-step flags; a row's own flags come last and win."""
+    return ("train", *RUN_FLAGS, *args)
+
+
+def tiny(*args: str) -> tuple[str, ...]:
+    """:func:`train` with a dense network of a few hundred weights."""
+    return train(*TINY, *args)
+
+
+# -- building situations ------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """A row's working directory, with the means to break things in it."""
+
+    path: Path
+    monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return path
+
+    def run(self) -> Path:
+        """RUN: a copy of the module's finished two-step run (one checkpoint, at step 2)."""
+        return Path(shutil.copytree(self.request.getfixturevalue("trained_run"), self.path / "RUN"))
+
+    def plugins(self, failing: str) -> None:
+        """The real test plugin distributions installed, every broken one disabled but ``failing``."""
+        self.request.getfixturevalue("installed_plugins")
+        self.monkeypatch.setenv("GANFRAME_DISABLE_PLUGINS", ",".join(p for p in BROKEN_PLUGINS if p != failing))
+
+    def plugin(self, name: str, **hooks: Callable[..., Any]) -> None:
+        """An in-process plugin with these hooks, in the registry the command will use."""
+        plugin = types.SimpleNamespace(**{hook: ganframe.hookimpl(function) for hook, function in hooks.items()})
+        self.monkeypatch.setattr(ganframe.plugins, "_REGISTRY", ganframe.load_plugins(extra=[(name, plugin)]))
+
+    def full_disk(self, fragment: str) -> None:
+        """Writing any file whose name holds ``fragment`` fails as on a full disk (at the fsync)."""
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if fragment in os.readlink(f"/proc/self/fd/{fd}"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real_fsync(fd)
+
+        self.monkeypatch.setattr(os, "fsync", fsync)
+
+
+def idx(array: np.ndarray, magic: int | None = None) -> bytes:
+    """The IDX encoding of a uint8 array (magic 2051 for images, 2049 for labels, by default)."""
+    return struct.pack(f">I{array.ndim}I", magic or 2048 + array.ndim, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def mnist(images: bytes | None = None, labels: bytes | None = None, count: int = 12) -> Callable[[Scene], None]:
+    """A setup writing MNIST's train files into data/: ``count`` good ones, unless replaced by these bytes."""
+
+    def setup(scene: Scene) -> None:
+        good_images = gzip.compress(idx(np.zeros((count, 28, 28), np.uint8)))
+        good_labels = gzip.compress(idx(np.arange(count, dtype=np.uint8) % 10))
+        scene.write("data/train-images-idx3-ubyte.gz", images or good_images)
+        scene.write("data/train-labels-idx1-ubyte.gz", labels or good_labels)
+
+    return setup
+
+
+def npz(**arrays: Any) -> Callable[[Scene], None]:
+    """A setup saving these arrays as d.npz (functions of the scene's path are called first)."""
+    return lambda scene: np.savez(scene.path / "d.npz", **{k: v(scene.path) if callable(v) else v for k, v in arrays.items()})
+
+
+def nan_images(path: Path) -> np.ndarray:
+    images = np.full((10, 8, 8), 0.5, np.float32)
+    images[2, 0, :2] = np.nan
+    images[7, 3, 3] = np.inf
+    return images
+
+
+class Unpickled:
+    """Unpickling this creates the directory UNPICKLED: the snapshot proves ganframe never did."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.mkdir, (str(self.marker),)
+
+
+def pickle_bomb(path: Path) -> np.ndarray:
+    return np.array([Unpickled(path / "UNPICKLED"), "text"], dtype=object)
+
+
+def images(*files: str, size: tuple[int, int] = (8, 8)) -> Callable[[Scene], None]:
+    """A setup writing grey PNGs of ``size`` into imgs/; a name ending in '!' gets a corrupt one."""
+
+    def setup(scene: Scene) -> None:
+        for name in files:
+            if name.endswith("!"):
+                scene.write(f"imgs/{name[:-1]}", b"\x89PNG\r\n\x1a\n not the rest of a PNG")
+            else:
+                scene.path.joinpath("imgs").mkdir(exist_ok=True)
+                Image.new("L", size, 128).save(scene.path / "imgs" / name)
+
+    return setup
+
+
+def corrupt_checkpoints(scene: Scene) -> None:
+    for checkpoint in scene.run().glob("checkpoints/ckpt-*.npz"):
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+
+
+def no_checkpoints(scene: Scene) -> None:
+    shutil.rmtree(scene.run() / "checkpoints")
+
+
+def damaged_run_json(scene: Scene) -> None:
+    (scene.run() / "run.json").write_text("{")
+
+
+def wrong_type_plugin(scene: Scene) -> None:
+    scene.plugin("hollow", ganframe_register_architectures=lambda register: register(
+        "hollow", lambda spec, options: None, "Returns None instead of Networks."))
+
+
+def raising_factory_plugin(scene: Scene) -> None:
+    scene.plugin("explodes", ganframe_register_architectures=lambda register: register(
+        "explodes", lambda spec, options: 1 / 0, "Raises while building."))
+
+
+def full_disk_on_resume(scene: Scene) -> None:
+    scene.run()
+    scene.full_disk("ckpt-000000004")
+
+
+def full_disk_on_sample(scene: Scene) -> None:
+    scene.run()
+    scene.full_disk("x.png")
+
+
+# -- the rows -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad input: the command, what it must answer, and what it may write (globs under tmp_path)."""
+
+    id: str
+    args: tuple[str, ...]
+    code: int
+    words: tuple[str, ...]
+    setup: Callable[[Scene], Any] | None = None
+    writes: tuple[str, ...] = ()
+    process: bool = False  # the installed console script instead of the in-process runner
+    marks: tuple[Any, ...] = ()
+
+
+ROWS = [
+    # -- the command line and the config: refused before TensorFlow is imported
+    Row("unknown-flag", train("--stpes", "3"), 2, ("no such option", "--stpes")),
+    Row("flag-not-a-number", train("--batch-size", "many"), 2, ("invalid value for '--batch-size'", "valid integer")),
+    Row("unknown-arch", train("--data", "digits", "--arch", "dnese"), 2, ("unknown architecture 'dnese'", "did you mean 'dense'")),
+    Row("unknown-data", train("--data", "digit"), 2, ("unknown dataset 'digit'", "did you mean 'digits'")),
+    Row("unknown-loss", train("--data", "digits", "--loss", "minmax"), 2, ("unknown loss 'minmax'", "did you mean 'minimax'")),
+    Row("unknown-callback", train("--data", "digits", "--set", "callbacks.sample.every=10"), 2,
+        ("unknown callback 'sample'", "did you mean 'samples'")),
+    Row("batch-size-zero", train("--batch-size", "0"), 2, ("'batch_size'", "got 0", "greater than 0")),
+    Row("batch-size-too-large", train("--batch-size", "100000"), 2, ("'batch_size'", "less than or equal to 65536")),
+    Row("learning-rate-negative", train("--lr", "-0.1"), 2, ("'d_optimizer.learning_rate'", "got -0.1", "greater than 0")),
+    Row("arch-option-out-of-range", train("--arch-option", "g_widths=[-3]"), 2,
+        ("architecture 'dense'", "'g_widths.0'", "greater than 0")),
+    Row("arch-option-unknown", train("--arch-option", "widht=3"), 2, ("architecture 'dense'", "'widht'", "unknown field")),
+    Row("data-option-wrong-type", train("--data", "digits", "--data-option", "limit=many"), 2,
+        ("dataset 'digits'", "'limit'", "valid integer")),
+    Row("option-not-key-value", train("--arch-option", "widths"), 2, ("--arch-option 'widths'", "key=value")),
+    Row("set-not-key-value", train("--set", "jit_compile"), 2, ("--set 'jit_compile'", "key=value")),
+    Row("set-through-a-value", train("--set", "batch_size.x=1"), 2, ("'batch_size' is not a table",)),
+    Row("config-unknown-key", ("train", "--config", "run.toml"), 2, ("'lerning_rate'", "unknown field"),
+        lambda s: s.write("run.toml", "lerning_rate = 0.1\n")),
+    Row("config-unknown-nested-key", ("train", "--config", "run.toml"), 2, ("'d_optimizer.lr'", "unknown field"),
+        lambda s: s.write("run.toml", "[d_optimizer]\nlr = 0.1\n")),
+    Row("config-wrong-type", ("train", "--config", "run.toml"), 2, ("'batch_size'", "'many'", "valid integer"),
+        lambda s: s.write("run.toml", 'batch_size = "many"\n')),
+    Row("config-malformed-toml", ("train", "--config", "run.toml"), 2, ("run.toml", "not valid toml", "line 1"),
+        lambda s: s.write("run.toml", "steps = = 3\n"), process=True),
+    Row("config-missing", ("train", "--config", "nope.toml"), 2, ("nope.toml", "does not exist")),
+    Row("config-not-utf8", ("train", "--config", "run.toml"), 2, ("run.toml", "not utf-8"),
+        lambda s: s.write("run.toml", 'arch = "d\xe9nse"\n'.encode("latin-1"))),
+    Row("config-is-a-directory", ("train", "--config", "run.toml"), 2, ("run.toml", "cannot be read"),
+        lambda s: s.path.joinpath("run.toml").mkdir()),
+    Row("max-time-not-a-duration", train("--max-time", "soon"), 2, ("'max_time'", "'soon'", "a duration such as")),
+    Row("max-time-zero", train("--max-time", "0s"), 2, ("'max_time'", "greater than 0")),
+    Row("steps-and-epochs", train("--epochs", "3"), 2, ("give steps (2) or epochs (3), not both",)),
+    Row("steps-per-execution-not-dividing", train("--steps", "5", "--steps-per-execution", "2"), 2,
+        ("'steps_per_execution'", "must divide steps (5)", "would train 6")),
+    Row("resume-with-config", ("train", "--resume", "RUN", "--config", "run.toml"), 2, ("--config cannot be combined",),
+        lambda s: s.write("run.toml", "steps = 3\n")),
+    # -- data: refused when the data set is loaded, before the run directory is made
+    Row("mnist-dir-missing", train("--data", "mnist", "--data-dir", "nowhere"), 2, ("data directory nowhere", "does not exist")),
+    Row("mnist-dir-empty", train("--data", "mnist", "--data-dir", "data"), 2,
+        ("not in the data directory data", "missing train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
+        lambda s: s.path.joinpath("data").mkdir()),
+    Row("mnist-dir-wrong-files", train("--data", "mnist", "--data-dir", "data"), 2,
+        ("not in the data directory data", "missing train-images-idx3-ubyte.gz", "mnist.npz"),
+        lambda s: s.write("data/cifar-10-python.tar.gz", b"\x1f\x8b not mnist")),
+    Row("mnist-truncated-gzip", tiny("--data", "mnist", "--data-dir", "data"), 2,
+        ("train-images-idx3-ubyte.gz", "corrupt or truncated", "download it again"),
+        mnist(images=gzip.compress(idx(np.zeros((12, 28, 28), np.uint8)))[:-20])),
+    Row("mnist-wrong-idx-magic", tiny("--data", "mnist", "--data-dir", "data"), 2,
+        ("train-images-idx3-ubyte.gz", "not an idx images file", "magic number 2049, expected 2051"),
+        mnist(images=gzip.compress(idx(np.arange(12, dtype=np.uint8))))),
+    Row("mnist-counts-differ", tiny("--data", "mnist", "--data-dir", "data"), 2, ("holds 11 labels", "holds 12 images"),
+        mnist(labels=gzip.compress(idx(np.zeros(11, np.uint8))))),
+    Row("npz-missing", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("array file d.npz", "does not exist")),
+    Row("npz-not-numpy", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("d.npz", "cannot load it"),
+        lambda s: s.write("d.npz", "x,y\n1,2\n")),
+    Row("npz-object-array", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("d.npz", "dtype=object", "never loads"),
+        npz(x=pickle_bomb)),
+    Row("npz-empty-array", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("d.npz", "holds no images", "(0, 8, 8, 1)"),
+        npz(x=np.zeros((0, 8, 8), np.uint8))),
+    Row("npz-nan", tiny("--data", "npz", "--data-option", "path=d.npz"), 2,
+        ("d.npz", "3 pixel values are nan or infinite", "in 2 of 10 images"), npz(x=nan_images)),
+    Row("npz-labels-count-differs", tiny("--data", "npz", "--data-option", "path=d.npz", "--data-option", "labels_key=y"), 2,
+        ("labels have shape (9,)", "expected (10,)"), npz(x=np.zeros((10, 8, 8), np.uint8), y=np.zeros(9, np.int64))),
+    Row("folder-no-images", tiny("--data", "folder", "--data-option", "path=imgs"), 2, ("imgs", "no png or jpeg images"),
+        lambda s: (s.write("imgs/notes.txt", "hello"), s.write("imgs/table.csv", "a,b\n"))),
+    Row("folder-corrupt-file-refused", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
+        ("b.png", "pillow cannot read", 'unreadable = "skip"'), images("a.png", "b.png!", "c.png")),
+    Row("folder-corrupt-file-skipped", tiny("--data", "folder", "--data-option", "path=imgs", "--data-option", "unreadable=skip"),
+        0, ("skipped 1 unreadable image file(s) of 7", "b.png", "run finished at step 2"),
+        images("a.png", "b.png!", "c.png", "d.png", "e.png", "f.png", "g.png"), writes=("RUN", "RUN/*")),
+    Row("folder-mixed-sizes", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
+        ("differ in size", "is 8x8", "is 6x5", "set the option `size`"),
+        lambda s: (images("a.png")(s), images("b.png", size=(6, 5))(s))),
+    Row("arch-data-shape-mismatch", train("--data", "digits", "--arch", "dcgan"), 2,
+        ("architecture 'dcgan' supports", "side 28 or a power of two", "8x8x1")),
+    Row("arch-output-range-mismatch", tiny("--data", "digits", "--arch-option", "output_activation=tanh"), 2,
+        ("generates values in [-1, 1]", "lies in [0, 1]", "output activation")),
+    Row("batch-larger-than-data", tiny("--data", "digits", "--data-option", "limit=10", "--batch-size", "32"), 2,
+        ("= 32 is larger than the data set (10 images)", "batch_size")),
+    # -- run directories
+    Row("out-is-a-file", tiny("--data", "digits"), 2, ("'RUN' exists and is not a directory",), lambda s: s.write("RUN", "notes")),
+    Row("out-holds-a-run", tiny("--data", "digits"), 2, ("'RUN' is not empty", "--resume run", "--overwrite"), Scene.run),
+    Row("resume-not-a-run", ("train", "--resume", "notes", "--steps", "4"), 2, ("'notes' is not a ganframe run directory",),
+        lambda s: s.write("notes/todo.txt", "train a GAN")),
+    Row("resume-missing", ("train", "--resume", "nowhere", "--steps", "4"), 2, ("'nowhere' is not a ganframe run directory",)),
+    Row("resume-all-checkpoints-corrupt", ("train", "--resume", "RUN", "--steps", "4"), 1,
+        ("ckpt-000000002.npz is unreadable or truncated", "no usable checkpoint"), corrupt_checkpoints),
+    Row("resume-incompatible-config", ("train", "--resume", "RUN", "--steps", "4", "--set", "arch_options.g_widths=[16]"), 2,
+        ("incompatible", "arch_options.g_widths"), Scene.run),
+    Row("checkpoint-write-fails", ("train", "--resume", "RUN", "--steps", "4", "--checkpoint-every", "2"), 1,
+        ("could not write checkpoint", "ckpt-000000004.npz", "no space left on device"), full_disk_on_resume,
+        writes=("RUN/config.toml", "RUN/run.json")),
+    # -- plugins
+    Row("plugin-import-fails", ("--strict", "plugins"), 2, ("plugin 'brokenimport'", "failed", "modulenotfounderror"),
+        lambda s: s.plugins("brokenimport")),
+    Row("plugin-misspelt-hook", ("--strict", "plugins"), 2,
+        ("plugin 'misspelt'", "unknown hook 'ganframe_register_architecture'", "did you mean"), lambda s: s.plugins("misspelt")),
+    Row("plugin-raises-in-registration", ("--strict", "plugins"), 2, ("plugin 'raising'", "runtimeerror: boom"),
+        lambda s: s.plugins("raising")),
+    Row("plugin-duplicate-name", ("--strict", "plugins"), 2,
+        ("plugin 'duplicate'", "architecture 'tiny' is already registered by plugin 'testplugin'"), lambda s: s.plugins("duplicate")),
+    Row("component-of-a-failed-plugin", train("--data", "digits", "--arch", "halfmade"), 2,
+        ("unknown architecture 'halfmade'", "failed to load", "plugin 'raising'"), lambda s: s.plugins("raising")),
+    Row("plugin-returns-wrong-type", train("--data", "digits", "--arch", "hollow"), 1,
+        ("architecture 'hollow' (plugin 'hollow')", "returned nonetype, expected networks"), wrong_type_plugin),
+    Row("plugin-factory-raises", train("--data", "digits", "--arch", "explodes"), 1,
+        ("architecture 'explodes' (plugin 'explodes') failed to build", "zerodivisionerror"), raising_factory_plugin),
+    # -- sample and export
+    Row("sample-bad-extension", ("sample", "RUN", "--out", "grid.jpg"), 2, ("grid.jpg", "must be .png")),
+    Row("sample-out-is-a-directory", ("sample", "RUN", "--out", "grid.png"), 2, ("'grid.png' is a directory",),
+        lambda s: s.path.joinpath("grid.png").mkdir()),
+    Row("sample-n-zero", ("sample", "RUN", "--n", "0"), 2, ("invalid value", "--n")),
+    Row("sample-not-a-run", ("sample", "nowhere", "--out", "x.png"), 2, ("'nowhere' is not a ganframe run directory",)),
+    Row("sample-no-checkpoint", ("sample", "RUN", "--out", "x.png"), 1, ("'run' has no usable checkpoint",), no_checkpoints),
+    Row("sample-write-fails", ("sample", "RUN", "--out", "x.png"), 1, ("file system error", "no space left on device"),
+        full_disk_on_sample),
+    Row("export-bad-extension", ("export", "RUN", "--out", "g.h5"), 2, ("g.h5", "must be .keras")),
+    Row("export-parent-is-a-file", ("export", "RUN", "--out", "notes.txt/g.keras"), 2, ("'notes.txt' is a file, not a directory",),
+        lambda s: s.write("notes.txt", "notes")),
+    Row("export-run-json-damaged", ("export", "RUN", "--out", "g.keras"), 1, ("run.json", "missing or damaged"),
+        damaged_run_json),
+    # -- ganframe new
+    Row("new-invalid-name", ("new", "my gan!"), 2, ("'my gan!'", "not a valid package name")),
+    Row("new-name-is-a-path", ("new", "../escape"), 2, ("'../escape' is a path", "--dir"), process=True),
+    Row("new-absolute-path", ("new", "/tmp/escape"), 2, ("'/tmp/escape' is a path",)),
+    Row("new-keyword-name", ("new", "class"), 2, ("'class'", "not a valid identifier")),
+    Row("new-shadowing-name", ("new", "numpy"), 2, ("'numpy'", "would shadow")),
+    Row("new-unknown-template", ("new", "my-gan", "--template", "library"), 2, ("unknown template 'library'", "available: ")),
+    Row("new-unknown-kind", ("new", "my-gan", "--kinds", "architecture,model"), 2, ("unknown kind(s) 'model'", "choose from")),
+    Row("new-target-not-empty", ("new", "my-gan"), 2, ("'my-gan' exists and is not empty", "--force"),
+        lambda s: s.write("my-gan/notes.txt", "mine")),
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step run of the tiny dense GAN on digits, with one checkpoint (step 2); rows copy it."""
+    path = tmp_path_factory.mktemp("trained") / "RUN"
+    config = {
+        "arch": "dense", "arch_options": {"g_widths": [8], "d_widths": [8], "latent_dim": 4},
+        "data": "digits", "steps": 2, "batch_size": 4, "jit_compile": False, "out": str(path),
+        "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 2}, "metrics": {"every": 0}},
+    }
+    ganframe.train(config, registry=ganframe.load_plugins(), progress=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No plugin or data switches from the caller; a fresh registry per row; tmp_path as the working directory."""
+    for name in PLUGIN_ENV:
+        monkeypatch.setenv(name, "")  # recorded, so a value the CLI sets in process (--strict) is undone too
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setattr(ganframe.plugins, "_REGISTRY", None)
+    monkeypatch.chdir(tmp_path)
+
+
+def snapshot(root: Path) -> dict[str, Any]:
+    """Every path under ``root``: a file by its content's hash and its mtime, a directory as such."""
+    return {
+        path.relative_to(root).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        if path.is_file() else "directory"
+        for path in root.rglob("*")
+    }
+
+
+def invoke(row: Row, cwd: Path) -> tuple[int, str]:
+    """Exit code and all output; in process, an exception that escaped the command fails the row."""
+    if row.process:
+        env = {key: value for key, value in os.environ.items() if key not in PLUGIN_ENV}
+        done = subprocess.run([str(CLI), *row.args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+    result = CliRunner().invoke(app, list(row.args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.id, marks=row.marks) for row in ROWS])
+def test_bad_input(row: Row, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    if row.setup is not None:
+        row.setup(Scene(tmp_path, monkeypatch, request))
+    before = snapshot(tmp_path)
+
+    code, output = invoke(row, tmp_path)
+
+    assert "Traceback" not in output, output
+    assert code == row.code, output
+    for word in row.words:
+        assert word.lower() in output.lower(), f"{word!r} not in:\n{output}"
+    after = snapshot(tmp_path)
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    unexpected = [path for path in changed if not any(fnmatch.fnmatch(path, glob) for glob in row.writes)]
+    assert not unexpected, f"created, changed or removed: {unexpected}"
+
+
+def _doc_rows() -> dict[str, int]:
+    """id -> exit code, from the table in docs/errors.md (columns: id, situation, says, exit, ...)."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if match := re.match(r"^\| `([a-z0-9-]+)` \|", line):
+            cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            assert match.group(1) not in rows, f"{match.group(1)} is documented twice"
+            rows[match.group(1)] = int(cells[3])
+    return rows
+
+
+def test_the_doc_table_has_exactly_these_rows() -> None:
+    documented = _doc_rows()
+    assert list(documented) == [row.id for row in ROWS]
+    assert documented == {row.id: row.code for row in ROWS}
+    assert len(ROWS) >= 30
