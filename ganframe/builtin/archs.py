@@ -6,7 +6,8 @@ The generator's last activation fixes its output range, which the returned
 :class:`~ganframe.Networks` declares so the engine can check it against the data.
 
 Keras is imported inside the factories: listing plugins stays TensorFlow-free.
-Layers are ``keras.layers`` only, so the networks are backend-portable.
+Layers are ``keras.layers`` only, so the networks are backend-portable. Built under a
+``tf.distribute`` strategy, BatchNorm is synchronized across the replicas.
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def _dropout(rate: float) -> list[Any]:
     return [keras.layers.Dropout(rate)] if rate > 0 else []
 
 
+def _batchnorm(**options: Any) -> Any:
+    """BatchNorm; built under a strategy, synchronized: its statistics are then the global batch's,
+    as on one device, not each replica's slice's.
+    """
+    import keras
+
+    from ganframe import distributed
+
+    return keras.layers.BatchNormalization(synchronized=distributed(), **options)
+
+
 # -- dense ------------------------------------------------------------------------------------
 
 
@@ -86,7 +98,7 @@ def build_dense(spec: DataSpec, options: DenseOptions) -> Networks:
     for width in options.g_widths:
         g_layers += [
             keras.layers.Dense(width),
-            keras.layers.BatchNormalization(momentum=0.8),
+            _batchnorm(momentum=0.8),
             keras.layers.LeakyReLU(LEAKY_SLOPE),
         ]
     g_layers += [
@@ -144,13 +156,13 @@ def build_dcgan(spec: DataSpec, options: DCGANOptions) -> Networks:
         keras.Input((options.latent_dim,)),
         keras.layers.Dense(s0 * s0 * top, use_bias=False),
         keras.layers.Reshape((s0, s0, top)),
-        keras.layers.BatchNormalization(),
+        _batchnorm(),
         keras.layers.ReLU(),
     ]
     for i in range(1, n_up):
         g_layers += [
             keras.layers.Conv2DTranspose(top // 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(),
+            _batchnorm(),
             keras.layers.ReLU(),
         ]
     g_layers.append(
@@ -166,7 +178,7 @@ def build_dcgan(spec: DataSpec, options: DCGANOptions) -> Networks:
             keras.layers.Conv2D(base * 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=not normalise)
         )
         if normalise:
-            d_layers.append(keras.layers.BatchNormalization())
+            d_layers.append(_batchnorm())
         d_layers += [keras.layers.LeakyReLU(LEAKY_SLOPE), *_dropout(options.dropout)]
     d_layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
 

@@ -1,0 +1,61 @@
+"""Distribution: the config's ``strategy`` as a ``tf.distribute`` strategy (docs/performance.md).
+
+``default`` is no strategy: one device, the XLA-compiled step. ``mirrored`` replicates the
+GAN over the visible devices of this machine, ``multiworker`` over the machines that
+``TF_CONFIG`` names. Under a strategy the networks, the GAN and both optimizers are built
+inside ``strategy.scope()``; ``fit`` then splits each global batch across the replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+
+import tensorflow as tf
+
+from ganframe.config import RunConfig
+from ganframe.errors import ConfigError
+
+
+@functools.cache
+def get_strategy(name: str) -> tf.distribute.Strategy | None:
+    """The strategy called ``name``, None for ``default``.
+
+    One per process: ``MultiWorkerMirroredStrategy`` may only be created once, and a
+    resumed or reloaded run must land on the same devices as the one it continues.
+    """
+    if name == "default":
+        return None
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def run_strategy(config: RunConfig) -> tf.distribute.Strategy | None:
+    """``config``'s strategy, checked against its batch size; says on stderr that XLA is off under it."""
+    strategy = get_strategy(config.strategy)
+    if strategy is None:
+        return None
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(
+            f"batch_size {config.batch_size} does not split evenly over the {replicas} replicas of strategy "
+            f"{config.strategy!r}; choose a multiple of {replicas}"
+        )
+    if config.jit_compile:
+        print(
+            f"ganframe: strategy {config.strategy!r} over {replicas} replica(s): XLA (jit_compile) is off, since "
+            "Keras does not XLA-compile a distributed step and multi-device XLA fails on CPU",
+            file=sys.stderr,
+            flush=True,
+        )
+    return strategy
+
+
+def strategy_scope(strategy: tf.distribute.Strategy | None) -> contextlib.AbstractContextManager[object]:
+    """``strategy.scope()``, or nothing for the default path."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def distributed() -> bool:
+    """True while building inside a strategy's scope (architectures then synchronize BatchNorm)."""
+    return tf.distribute.has_strategy()
