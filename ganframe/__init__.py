@@ -30,7 +30,7 @@ from ganframe.contract import (
     Penalty,
 )
 from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, RunError
-from ganframe.files import atomic_write
+from ganframe.files import CsvLog, atomic_write
 from ganframe.hookspecs import hookimpl, hookspec
 from ganframe.images import save_image_grid
 from ganframe.plugins import get_registry, load_plugins
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported (with TensorFlow) on first access.
 _LAZY = {
     "GAN": "ganframe.engine",
+    "distributed": "ganframe.distribute",
     "input_gradients": "ganframe.engine",
     "Run": "ganframe.run",
     "train": "ganframe.run",
@@ -54,6 +55,7 @@ __all__ = [
     "CallbackContext",
     "Component",
     "ConfigError",
+    "CsvLog",
     "DataContext",
     "DataError",
     "DataSpec",

@@ -28,7 +28,10 @@ from ganframe.files import atomic_write
 
 FORMAT = "ganframe-checkpoint/1"
 _STEP = re.compile(r"^ckpt-(\d+)\.npz$")
-_TEMPORARY = re.compile(r"^\.ckpt-\d+\.npz\..*\.tmp$")  # atomic_write's temporaries
+_TEMPORARY = re.compile(r"^\.(ckpt-\d+|best)\.npz\..*\.tmp$")  # atomic_write's temporaries
+
+#: The named slot that holds the checkpoint with the best evaluation score (see ganframe.evaluation).
+BEST = "best.npz"
 
 #: Groups a checkpoint may lack (written before they existed): their variables keep their values.
 _OPTIONAL = ("guard",)
@@ -92,10 +95,14 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return sha.hexdigest()
 
 
-def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) -> Path:
+def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None, *, name: str | None = None,
+                    extra: dict[str, Any] | None = None) -> Path:
     """Write ``gan``'s complete training state as ``directory/ckpt-<step>.npz``, atomically.
 
-    With ``keep``, only the newest ``keep`` checkpoints remain afterwards.
+    With ``keep``, only the newest ``keep`` step checkpoints remain afterwards. ``name`` writes
+    a named slot instead (``best.npz``), which rotation never touches; ``extra`` (JSON-able)
+    goes into the manifest. The state of every callback in ``gan.state_callbacks`` (name ->
+    callback with ``get_state()``) is saved with it, so that resume can give it back.
     """
     arrays = state_arrays(gan)
     manifest = {
@@ -103,10 +110,12 @@ def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) ->
         "step": gan.global_step,
         "sha256": _digest(arrays),
         "shapes": {key: list(value.shape) for key, value in arrays.items()},
+        "callbacks": {key: callback.get_state() for key, callback in getattr(gan, "state_callbacks", {}).items()},
+        **(extra or {}),
     }
     buffer = io.BytesIO()
     np.savez(buffer, __manifest__=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays)
-    path = Path(directory) / checkpoint_name(gan.global_step)
+    path = Path(directory) / (name or checkpoint_name(gan.global_step))
     try:
         _remove_stale_temporaries(path.parent)
         with atomic_write(path) as handle:
@@ -114,8 +123,9 @@ def save_checkpoint(gan: Any, directory: str | Path, keep: int | None = None) ->
     except OSError as error:  # disk full, no permission, ...: the previous checkpoints are untouched
         reason = error.strerror or str(error)
         raise RunError(f"could not write checkpoint {path}: {reason}") from None
-    gan.checkpointed_skips = _total_skips(gan)
-    if keep:
+    if name is None:
+        gan.checkpointed_skips = _total_skips(gan)
+    if keep and name is None:
         for _, old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
     return path

@@ -47,6 +47,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except GanframeError as error:
             _fail(str(error), error.exit_code)
+        except OSError as error:  # the file system at run time (no space, no permission): a message, not a traceback
+            where = f" ({error.filename})" if error.filename else ""
+            _fail(f"file system error{where}: {error.strerror or error}", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
@@ -79,7 +82,7 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} width=64")
         try:
             parsed[key.strip()] = tomllib.loads(f"value = {raw}")["value"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):  # tomllib recurses into nested arrays
             parsed[key.strip()] = raw
     return parsed
 
@@ -107,9 +110,19 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run in a non-empty --out directory."),
     jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA-compile the train step. Default: on."),
     steps_per_execution: Optional[int] = typer.Option(None, help="Steps per compiled call. Default: 1."),
+    strategy: Optional[str] = typer.Option(None, help="default (one device, XLA), mirrored (this machine's devices) "
+                                                      "or multiworker (the machines in TF_CONFIG). Default: default."),
     sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids (0: off). Default: 500."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 1000."),
     log_every: Optional[int] = typer.Option(None, help="Steps between metrics.csv rows (0: off). Default: 50."),
+    augment: Optional[list[str]] = typer.Option(None, "--augment", help="Apply this augmentation (a plugin's, e.g. "
+                                                                        "diffaugment) to real and fake images. Repeatable."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="Score samples with this metric during training "
+                                                                      "(evaluations.csv). Repeatable."),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between evaluations of --metric (0: at the end). Default: 1000."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any config field KEY=VALUE, KEY dotted (e.g. "
+                                                                 "d_optimizer.beta_1=0.9); VALUE read as TOML. Repeatable; "
+                                                                 "wins over the other flags."),
 ) -> None:
     """Train a GAN, e.g. `ganframe train --arch dense --data mnist --steps 3000`."""
     overrides: dict[str, Any] = {
@@ -128,14 +141,19 @@ def train(
         "out": out,
         "jit_compile": jit,
         "steps_per_execution": steps_per_execution,
+        "strategy": strategy,
         "callbacks.samples.every": sample_every,
         "callbacks.checkpoint.every": checkpoint_every,
         "callbacks.metrics.every": log_every,
+        "evaluation.every": eval_every,
+        **{f"augmentations.{name}": {} for name in augment or ()},
+        **{f"metrics.{name}": {} for name in metric or ()},
     }
     for prefix, items, flag in (("arch_options", arch_option, "--arch-option"),
                                 ("data_options", data_option, "--data-option"),
                                 ("loss_options", loss_option, "--loss-option")):
         overrides.update({f"{prefix}.{k}": v for k, v in _key_values(items, flag).items()})
+    overrides.update(_key_values(set_, "--set"))
     registry = get_registry()
 
     if resume is not None:
@@ -215,11 +233,26 @@ def plugins(
                    "(GANFRAME_DISABLE_PLUGINS=name,...).", err=True)
 
 
-def _load_run(run: Path) -> Any:
+def _check_output(out: Path, suffixes: dict[str, str]) -> None:
+    """Refuse an ``--out`` that cannot become such a file before loading a run (and TensorFlow) for nothing."""
+    if out.suffix.lower() not in suffixes:
+        allowed = " or ".join(f"{suffix} ({what})" for suffix, what in suffixes.items())
+        raise ConfigError(f"--out {str(out)!r}: the extension must be {allowed}")
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a directory; give a file name, e.g. --out {out / ('out' + next(iter(suffixes)))}")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--out {str(out)!r}: {str(blocking)!r} is a file, not a directory; choose another path")
+
+
+def _load_run(run: Path, checkpoint: str | None = None) -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ganframe.run import load_run
 
-    return load_run(run)
+    return load_run(run, checkpoint=checkpoint)
+
+
+CHECKPOINT_HELP = "Which checkpoint: 'best' (by evaluation.best), or a checkpoint file. Default: the newest good one."
 
 
 @app.command()
@@ -229,11 +262,11 @@ def sample(
     n: int = typer.Option(64, "--n", min=1, max=100_000, help="Number of images."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png for a grid, .npz for the raw array."),
     seed: int = typer.Option(0, help="Noise seed; the same seed gives the same images."),
+    checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
 ) -> None:
     """Generate images from a run's latest checkpoint."""
-    if out.suffix.lower() not in (".png", ".npz"):
-        raise ConfigError(f"--out {str(out)!r}: the extension must be .png (a grid) or .npz (the array)")
-    path = _load_run(run).save_samples(out, n=n, seed=seed)
+    _check_output(out, {".png": "a grid", ".npz": "the array"})
+    path = _load_run(run, checkpoint).save_samples(out, n=n, seed=seed)
     typer.echo(f"wrote {n} samples to {path}")
 
 
@@ -242,9 +275,12 @@ def sample(
 def export(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .keras file. Default: RUN/generator.keras."),
+    checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
 ) -> None:
     """Write a run's generator as a standalone .keras model."""
-    path = _load_run(run).export(out)
+    if out is not None:
+        _check_output(out, {".keras": "a Keras model"})
+    path = _load_run(run, checkpoint).export(out)
     typer.echo(f"wrote the generator to {path} (load it with keras.saving.load_model)")
 
 
@@ -260,7 +296,7 @@ def new(
     author: Optional[str] = typer.Option(None, help="Author for pyproject.toml. Default: none (asked when interactive)."),
     description: Optional[str] = typer.Option(None, help="One-line description. Default: generic (asked when interactive)."),
     kinds: Optional[str] = typer.Option(None, help="Component kinds to include, comma-separated, from: architecture, "
-                                                   "dataset, loss, callback, augmentation. Default: architecture,dataset "
+                                                   "dataset, loss, callback, augmentation, metric, feature_extractor. Default: architecture,dataset "
                                                    "(project), architecture,dataset,loss,callback (plugin)."),
     directory: Path = typer.Option(Path("."), "--dir", help="Parent directory; the project goes in DIR/NAME."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory (overwrites template files, deletes nothing)."),

@@ -71,14 +71,22 @@ class OptimizerConfig(_Section):
 class DivergenceConfig(_Section):
     """The divergence guard: skip non-finite updates, roll back when they pile up (docs/reliability.md).
 
-    Off by default for now: its conditional update costs about 15% CPU per step on the dense
-    GAN (benchmarks/step_speed.py), more than the speed target allows.
+    On by default: the skip is a select fused into each update, within the noise of
+    ``benchmarks/step_speed.py`` (docs/reliability.md has the numbers).
     """
 
-    enabled: bool = False
+    enabled: bool = True
     max_skips: int = Field(10, ge=1)
     max_rollbacks: int = Field(3, ge=0)
     lr_factor: float = Field(0.5, gt=0, le=1)
+
+
+class EvaluationConfig(_Section):
+    """When the run scores its samples with the metrics under ``[metrics]`` (docs/config.md)."""
+
+    every: int = Field(1000, ge=0, description="steps between evaluations; 0 evaluates only when training ends")
+    samples: int = Field(1000, gt=0, le=100_000, description="generated (and real) samples per evaluation")
+    best: str | None = Field(None, description="the score that picks checkpoints/best.npz, e.g. 'fid'")
 
 
 class RunConfig(_Section):
@@ -94,6 +102,8 @@ class RunConfig(_Section):
     penalties: dict[str, dict[str, Any]] = {}
     augmentations: dict[str, dict[str, Any]] = {}
     callbacks: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_CALLBACKS}
+    metrics: dict[str, dict[str, Any]] = {}
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     batch_size: int = Field(128, gt=0, le=65536)
     n_critic: int = Field(1, ge=1, le=100)
@@ -107,6 +117,7 @@ class RunConfig(_Section):
     jit_compile: bool = True
     steps_per_execution: int = Field(1, ge=1)
     out: Path | None = None
+    strategy: Literal["default", "mirrored", "multiworker"] = "default"
     divergence: DivergenceConfig = DivergenceConfig()
 
     @model_validator(mode="before")
@@ -165,6 +176,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: it is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: it is nested too deeply") from None
     except OSError as error:  # a directory, no permission, ...
         raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
 
@@ -227,6 +240,6 @@ def check_components(config: RunConfig, registry: Any) -> dict[str, Any]:
         "data": registry.options("dataset", config.data, config.data_options),
         "loss": registry.options("loss", config.loss, config.loss_options),
     }
-    for field, kind in (("penalties", "loss"), ("augmentations", "augmentation"), ("callbacks", "callback")):
+    for field, kind in (("penalties", "loss"), ("augmentations", "augmentation"), ("callbacks", "callback"), ("metrics", "metric")):
         checked[field] = {name: registry.options(kind, name, opts) for name, opts in getattr(config, field).items()}
     return checked

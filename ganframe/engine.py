@@ -6,20 +6,29 @@ generator update on fresh noise against the updated discriminator. Each
 optimizer is given exactly its own network's trainable variables, so no
 ``trainable`` flag (the seed's Keras 3 trap) can silently freeze a network.
 
-Divergence guard (``guard=True``, the default): an update whose loss or gradients are not
-all finite is skipped inside the compiled step (``keras.ops.cond``, as Keras's
-LossScaleOptimizer does), so a NaN never reaches the weights or the optimizer's slots.
+Divergence guard (``guard=True``): an update whose loss or gradients are not all finite
+is skipped inside the compiled step (a select in each of the optimizer's writes; see
+``_update``), so a NaN never reaches the weights or the optimizer's slots.
 Skips are counted in non-trainable variables (``d_skipped``, ``g_skipped``), saved in
 checkpoints; ``ganframe.run`` watches them and rolls back when they pile up.
 
 Driven by ``fit``: Keras compiles ``train_step`` (XLA when ``jit_compile``),
 runs callbacks and ``steps_per_execution``. Only this module and the input
 pipeline touch TensorFlow directly; components use ``keras.layers``/``keras.ops``.
+
+Under a ``tf.distribute`` strategy (a GAN built inside ``strategy.scope()``), ``fit`` runs
+``train_step`` once per replica on its slice of the global batch, and ``apply_gradients``
+sums the replicas' gradients. So each replica's gradients are scaled by
+1 / ``num_replicas_in_sync``: the sum is then the gradient of the global batch's mean loss,
+as on one device. The noise comes with the data (:class:`~ganframe.pipeline.NoiseSpec`),
+since the engine's seed generator is mirrored and would give every replica the same noise,
+and the metrics are means over all replicas.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -27,6 +36,7 @@ import tensorflow as tf
 
 from ganframe.contract import AdversarialLoss, Augmentation, Networks, Penalty
 from ganframe.errors import ConfigError
+from ganframe.pipeline import NoiseSpec
 
 
 def input_gradients(fn: Callable[[Any], Any], inputs: Any) -> Any:
@@ -44,7 +54,8 @@ class GAN(keras.Model):
     """A generator and a discriminator trained against each other by ``fit``.
 
     The data yields ``n_critic * batch_size`` real images per step (with labels
-    for conditional networks). Metrics are running means since the last
+    for conditional networks), or, built under a strategy, a dict that also holds the
+    noise (see :mod:`ganframe.pipeline`). Metrics are running means since the last
     ``reset_metrics()``: ``d_loss``, ``g_loss``, ``d_real`` and ``d_fake`` (mean
     raw D output on real and generated images).
     """
@@ -77,6 +88,10 @@ class GAN(keras.Model):
         self.augmentations = list(augmentations)
         self.n_critic = n_critic
         self.seed_generator = keras.random.SeedGenerator(seed)
+        #: The noise the input pipeline must draw (None: the engine draws it): set under a strategy.
+        self.noise_spec = (
+            NoiseSpec(self.latent_dim, num_classes if self.conditional else None) if tf.distribute.has_strategy() else None
+        )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
         self.guard = guard
         # Divergence bookkeeping, per network: updates skipped, and the loss and step of the
@@ -108,6 +123,7 @@ class GAN(keras.Model):
         self.g_optimizer = g_optimizer
         d_optimizer.build(self.discriminator.trainable_variables)
         g_optimizer.build(self.generator.trainable_variables)
+        self.built = True  # the networks hold their variables: under a strategy, Keras must not trace call() on data
 
     def get_compile_config(self) -> dict[str, Any]:
         return {
@@ -144,7 +160,27 @@ class GAN(keras.Model):
 
     # -- the step ---------------------------------------------------------------------------
 
-    def _noise(self, batch_size: int) -> tuple[Any, Any]:
+    def _unpack(self, data: Any) -> tuple[Any, Any, Any, Any]:
+        """(real, labels, noise, noise labels) of one step, each ``n_critic`` (noise: ``n_critic + 1``)
+        slices of the batch stacked along the first axis; noise None when the engine draws it.
+        """
+        if isinstance(data, dict):
+            noise_labels = data.get("noise_labels")
+            return (_slice_major(data["images"]), None if "labels" not in data else _slice_major(data["labels"]),
+                    _slice_major(data["noise"]), None if noise_labels is None else _slice_major(noise_labels))
+        if tf.distribute.get_replica_context().num_replicas_in_sync > 1:
+            raise ConfigError(
+                "under a tf.distribute strategy the data must carry the noise (ganframe.pipeline.make_dataset "
+                "with noise=gan.noise_spec): the engine's mirrored seed generator would give every replica the same noise"
+            )
+        real, labels = (data if isinstance(data, tuple) else (data, None))[:2]
+        return real, labels, None, None
+
+    def _noise(self, batch_size: int, index: int, noise_all: Any = None, labels_all: Any = None) -> tuple[Any, Any]:
+        """Update ``index``'s noise (and labels): its slice of the data's, else fresh from the seed generator."""
+        if noise_all is not None:
+            rows = slice(index * batch_size, (index + 1) * batch_size)
+            return noise_all[rows], None if labels_all is None else labels_all[rows]
         noise = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
         labels = None
         if self.conditional:
@@ -167,13 +203,13 @@ class GAN(keras.Model):
         return critic
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        real_all, labels_all = (data if isinstance(data, tuple) else (data, None))[:2]
+        real_all, labels_all, noise_all, noise_labels_all = self._unpack(data)
         batch_size = real_all.shape[0] // self.n_critic
 
         for i in range(self.n_critic):
             real = real_all[i * batch_size:(i + 1) * batch_size]
             real_labels = None if labels_all is None else labels_all[i * batch_size:(i + 1) * batch_size]
-            noise, fake_labels = self._noise(batch_size)
+            noise, fake_labels = self._noise(batch_size, i, noise_all, noise_labels_all)
             statistics = self._statistics()
             with tf.GradientTape() as tape:
                 fake = self._generate(noise, fake_labels, training=True)
@@ -184,7 +220,7 @@ class GAN(keras.Model):
                     d_loss += penalty(self._critic(real_labels), real, fake)
             self._update("d", self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables, statistics)
 
-        noise, fake_labels = self._noise(batch_size)
+        noise, fake_labels = self._noise(batch_size, self.n_critic, noise_all, noise_labels_all)
         statistics = self._statistics()
         with tf.GradientTape() as tape:
             fake = self._generate(noise, fake_labels, training=True)
@@ -201,6 +237,7 @@ class GAN(keras.Model):
             "d_fake": keras.ops.mean(fake_logits),
         }
         for name, value in values.items():
+            value = _mean_over_replicas(value)
             if self.guard:  # a skipped update's NaN must not poison the running means either
                 finite = keras.ops.isfinite(value)
                 value = keras.ops.where(finite, value, keras.ops.zeros_like(value))
@@ -228,11 +265,19 @@ class GAN(keras.Model):
 
         A skipped update leaves weights, optimizer slots and the moving ``statistics`` as they
         were before it, and still advances ``optimizer.iterations`` (the step count, and so the
-        data position and checkpoint names, stay as without the guard). Same contract as
-        Keras's LossScaleOptimizer: ``ops.cond`` on one boolean, which tf.function and XLA
-        compile to a conditional.
+        data position and checkpoint names, stay as without the guard).
+
+        On one device the skip is a select in every write the update makes
+        (:func:`_writes_only_if`), which XLA fuses into the update's own kernels; a conditional
+        around the update (Keras's LossScaleOptimizer's way) made XLA copy every weight and
+        slot, about 15% of the dense GAN's step. Under a strategy the replicas must take the
+        same branch and the update synchronizes them: the choice is made once in cross-replica
+        context with a conditional, as LossScaleOptimizer does there, skipping when any replica
+        saw a non-finite value.
         """
-        grads = tape.gradient(loss, variables)
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        scale = None if replicas == 1 else keras.ops.cast(1 / replicas, loss.dtype)  # see the module docstring
+        grads = tape.gradient(loss, variables, output_gradients=scale)
         if not self.guard:
             optimizer.apply_gradients(zip(grads, variables))
             return
@@ -240,19 +285,47 @@ class GAN(keras.Model):
         for grad in grads:
             if grad is not None:
                 finite = keras.ops.logical_and(finite, keras.ops.all(keras.ops.isfinite(grad)))
+        targets = [variable for variable, _ in statistics]
+        saved = [value for _, value in statistics]
 
-        def apply() -> None:
+        if not tf.distribute.has_strategy():
+            self._count_skip(net, keras.ops.logical_not(finite), loss)  # before G's update advances the step
+            with _writes_only_if(optimizer, finite):
+                optimizer.apply_gradients(zip(grads, variables))
+            for variable, value in zip(targets, saved):
+                variable.assign(keras.ops.where(finite, variable.value, value))
+            return
+
+        def apply(grads: list[Any]) -> None:
             optimizer.apply_gradients(zip(grads, variables))
 
-        def skip() -> None:
-            self.skip_state[f"{net}_bad_loss"].assign(keras.ops.cast(keras.ops.mean(loss), "float32"))
-            self.skip_state[f"{net}_bad_step"].assign(keras.ops.cast(self.g_optimizer.iterations, "int64") + 1)
-            self.skip_state[f"{net}_skipped"].assign_add(1)
+        def skip(bad_loss: Any, saved: list[Any]) -> None:
+            self._count_skip(net, True, bad_loss)
             optimizer.iterations.assign_add(1)
-            for variable, value in statistics:
+            for variable, value in zip(targets, saved):
                 variable.assign(value)
 
-        keras.ops.cond(finite, apply, skip)
+        def choose(strategy: tf.distribute.Strategy, bad: Any, grads: list[Any], loss: Any, saved: list[Any]) -> None:
+            run = strategy.extended.call_for_each_replica
+            keras.ops.cond(
+                strategy.reduce("SUM", bad, axis=None) == 0,
+                lambda: run(apply, args=(grads,)),
+                lambda: run(skip, args=(strategy.reduce("MEAN", loss, axis=None), saved)),
+            )
+
+        bad = keras.ops.cast(keras.ops.logical_not(finite), "float32")
+        tf.distribute.get_replica_context().merge_call(
+            choose, args=(bad, grads, keras.ops.cast(keras.ops.mean(loss), "float32"), saved)
+        )
+
+    def _count_skip(self, net: str, skipped: Any, loss: Any) -> None:
+        """Record a skipped update of ``net`` (where ``skipped``): the count, its loss and its step."""
+        state = self.skip_state
+        bad_loss = keras.ops.cast(keras.ops.mean(loss), "float32")
+        step = keras.ops.cast(self.g_optimizer.iterations, "int64") + 1
+        state[f"{net}_bad_loss"].assign(keras.ops.where(skipped, bad_loss, state[f"{net}_bad_loss"].value))
+        state[f"{net}_bad_step"].assign(keras.ops.where(skipped, step, state[f"{net}_bad_step"].value))
+        state[f"{net}_skipped"].assign_add(keras.ops.cast(skipped, state[f"{net}_skipped"].dtype))
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         """G(inputs): the GAN as a model is its generator."""
@@ -270,3 +343,47 @@ class GAN(keras.Model):
             batch_labels = None if labels is None else np.asarray(labels[start:start + batch_size], np.int32)
             chunks.append(np.asarray(self._generate(noise[start:start + batch_size], batch_labels, training=False)))
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.generator.output_shape[1:]), np.float32)
+
+
+def _slice_major(values: Any) -> Any:
+    """(B, slices, ...) → (slices × B, ...): the pipeline's sample-major layout back to stacked slices."""
+    values = keras.ops.swapaxes(values, 0, 1)
+    return keras.ops.reshape(values, (-1, *values.shape[2:]))
+
+
+def _mean_over_replicas(value: Any) -> Any:
+    """``value``'s mean over the replicas (each holds the mean of its equal slice): the global batch's value."""
+    context = tf.distribute.get_replica_context()
+    return value if context.num_replicas_in_sync == 1 else context.all_reduce("MEAN", value)
+
+
+@contextlib.contextmanager
+def _writes_only_if(optimizer: keras.optimizers.Optimizer, condition: Any) -> Iterator[None]:
+    """While ``apply_gradients`` is traced inside: each write to a weight or slot takes effect only if ``condition``.
+
+    Keras optimizers write through their ``assign``, ``assign_add`` and ``assign_sub`` methods
+    (``update_step``); shadowing them on the instance turns each write into a select. The
+    optimizer's ``iterations`` counter is written directly, so it still advances. One device
+    only: a strategy traces replicas in threads, which must not share shadowed methods.
+    """
+    cls = type(optimizer)
+
+    def dense(value: Any) -> Any:
+        return tf.convert_to_tensor(value)  # an IndexedSlices gradient (embeddings) becomes a dense update
+
+    def assign(variable: Any, value: Any) -> None:
+        cls.assign(optimizer, variable, keras.ops.where(condition, dense(value), variable))
+
+    def assign_add(variable: Any, value: Any) -> None:
+        value = dense(value)
+        cls.assign_add(optimizer, variable, keras.ops.where(condition, value, keras.ops.zeros_like(value)))
+
+    def assign_sub(variable: Any, value: Any) -> None:
+        value = dense(value)
+        cls.assign_sub(optimizer, variable, keras.ops.where(condition, value, keras.ops.zeros_like(value)))
+
+    optimizer.assign, optimizer.assign_add, optimizer.assign_sub = assign, assign_add, assign_sub
+    try:
+        yield
+    finally:
+        del optimizer.assign, optimizer.assign_add, optimizer.assign_sub

@@ -1,12 +1,13 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Files a run writes: atomically replaced (a reader or a crash never sees half a file), or logs by step."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
@@ -37,3 +38,47 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class CsvLog:
+    """A CSV log with one row per step (``metrics.csv``, ``evaluations.csv``).
+
+    Rows are appended as training goes; when a run resumes or rolls back to an earlier
+    step, :meth:`truncate_after` drops the rows after it, so the log continues with
+    increasing steps, no duplicates and no gaps. The columns are fixed by the file's
+    header, or by the first row written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.columns: list[str] | None = None
+
+    def _header(self) -> list[str] | None:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return None
+        with open(self.path, newline="") as handle:
+            return next(csv.reader(handle), None)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append ``row`` (a ``step`` and numbers); a column the header lacks is left out."""
+        if self.columns is None:
+            self.columns = self._header()
+            if self.columns is None:
+                self.columns = ["step", *(key for key in row if key != "step")]
+                with open(self.path, "w", newline="") as handle:
+                    csv.writer(handle).writerow(self.columns)
+        values = [str(int(row["step"]))] + [f"{float(row.get(c, float('nan'))):.6g}" for c in self.columns[1:]]
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow(values)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop every row logged after ``step`` (atomically; a missing file stays missing)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(float(row[0])) <= step]
+        if len(kept) == len(rows):
+            return
+        with atomic_write(self.path, "w") as handle:
+            csv.writer(handle).writerows(kept)

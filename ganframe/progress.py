@@ -33,6 +33,7 @@ class Progress(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.start_step = self.model.global_step
         self.start_time = self.last_print = time.perf_counter()
+        self.timed = False
         self.last_logs: dict[str, Any] = {}
         self.progbar = None
         if self.bar and self.total_steps:
@@ -42,6 +43,10 @@ class Progress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.last_logs = logs or {}  # kept for the final line: other callbacks may reset the metrics
         now = time.perf_counter()
+        if not self.timed:  # the first call compiled the step: speed and time left count from here
+            self.timed = True
+            self.start_step, self.start_time = self.model.global_step, now
+            self.last_print = now
         if self.progbar is not None:
             if now - self.last_print >= self.progbar.interval:
                 self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in (logs or {}).items()])
@@ -63,8 +68,9 @@ class Progress(keras.callbacks.Callback):
             where += f"/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"
             if rate > 0:
                 where += f", {_duration((self.total_steps - step) / rate)} left"
+        speed = f"  {rate:.1f} steps/s" if rate > 0 else ""
         values = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-        print(f"{where}  {rate:.1f} steps/s  {values}", file=self.stream, flush=True)
+        print(f"{where}{speed}  {values}", file=self.stream, flush=True)
         self.last_print = now
 
 

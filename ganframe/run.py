@@ -33,20 +33,34 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe import __version__
-from ganframe.checkpoints import latest_checkpoint, restore_arrays, restore_latest, save_checkpoint, state_arrays
+from ganframe.checkpoints import (
+    BEST,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_arrays,
+    restore_latest,
+    save_checkpoint,
+    state_arrays,
+)
 from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
+from ganframe.distribute import run_strategy, strategy_scope
 from ganframe.engine import GAN
 from ganframe.guard import DivergenceGuard, Diverged
 from ganframe.errors import ConfigError, Interrupted, RunError
+from ganframe.evaluation import Evaluator
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
-from ganframe.pipeline import make_dataset
+from ganframe.pipeline import check_batch, make_dataset
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
-RUN_FILES = ("config.toml", "run.json", "metrics.csv", "samples", "checkpoints", "generator.keras")
+RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "samples", "checkpoints", "generator.keras")
+
+#: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
+RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "divergence", "jit_compile",
+             "steps_per_execution", "strategy", "data_dir", "out")
 
 
 @dataclass
@@ -76,6 +90,9 @@ class Run:
     def save_samples(self, out: str | Path, n: int = 64, seed: int = 0) -> Path:
         """A PNG grid (``.png``) or the raw float32 array (``.npz``, key ``images``)."""
         out = Path(out)
+        if out.suffix.lower() == ".png" and self.spec.channels not in (1, 3):
+            raise ConfigError(f"sample output {str(out)!r}: this run's data of shape {self.spec.shape} are not "
+                              "images (1 or 3 channels); write the array with a .npz path instead")
         images = self.generate(n, seed=seed)
         if out.suffix.lower() == ".png":
             save_image_grid(images, out, self.spec.value_range)
@@ -99,39 +116,45 @@ class Run:
 
 
 def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
-    """Build the components a config names for data of ``spec``, wire them into a compiled GAN."""
-    networks = registry.build("architecture", config.arch, config.arch_options, spec)
-    if tuple(map(float, networks.output_range)) != tuple(map(float, spec.value_range)):
-        low, high = networks.output_range
-        raise ConfigError(
-            f"architecture {config.arch!r} generates values in [{low:g}, {high:g}] but data set "
-            f"{config.data!r} lies in [{spec.value_range[0]:g}, {spec.value_range[1]:g}]; "
-            "choose an output activation (arch option) that matches the data"
+    """Build the components a config names for data of ``spec``, wire them into a compiled GAN.
+
+    Under the config's ``strategy`` (ganframe.distribute) all of it is built in the strategy's scope,
+    so that ``fit`` distributes, and without XLA.
+    """
+    strategy = run_strategy(config)
+    with strategy_scope(strategy):
+        networks = registry.build("architecture", config.arch, config.arch_options, spec)
+        if tuple(map(float, networks.output_range)) != tuple(map(float, spec.value_range)):
+            low, high = networks.output_range
+            raise ConfigError(
+                f"architecture {config.arch!r} generates values in [{low:g}, {high:g}] but data set "
+                f"{config.data!r} lies in [{spec.value_range[0]:g}, {spec.value_range[1]:g}]; "
+                "choose an output activation (arch option) that matches the data"
+            )
+        loss = registry.build("loss", config.loss, config.loss_options, spec)
+        if not isinstance(loss, AdversarialLoss):
+            raise ConfigError(f"loss {config.loss!r} is not an adversarial loss (is it a penalty? put it under penalties)")
+        penalties = [registry.build("loss", name, options, spec) for name, options in config.penalties.items()]
+        for name, penalty in zip(config.penalties, penalties):
+            if not isinstance(penalty, Penalty):
+                raise ConfigError(f"penalties: {name!r} is not a penalty (use it as `loss` instead)")
+        augmentations = [registry.build("augmentation", n, o, spec) for n, o in config.augmentations.items()]
+        gan = GAN(
+            networks,
+            loss,
+            penalties=penalties,
+            augmentations=augmentations,
+            n_critic=config.n_critic,
+            num_classes=spec.num_classes,
+            seed=config.seed,
+            guard=config.divergence.enabled,
         )
-    loss = registry.build("loss", config.loss, config.loss_options, spec)
-    if not isinstance(loss, AdversarialLoss):
-        raise ConfigError(f"loss {config.loss!r} is not an adversarial loss (is it a penalty? put it under penalties)")
-    penalties = [registry.build("loss", name, options, spec) for name, options in config.penalties.items()]
-    for name, penalty in zip(config.penalties, penalties):
-        if not isinstance(penalty, Penalty):
-            raise ConfigError(f"penalties: {name!r} is not a penalty (use it as `loss` instead)")
-    augmentations = [registry.build("augmentation", n, o, spec) for n, o in config.augmentations.items()]
-    gan = GAN(
-        networks,
-        loss,
-        penalties=penalties,
-        augmentations=augmentations,
-        n_critic=config.n_critic,
-        num_classes=spec.num_classes,
-        seed=config.seed,
-        guard=config.divergence.enabled,
-    )
-    gan.compile(
-        _optimizer(config.d_optimizer),
-        _optimizer(config.g_optimizer),
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
-    )
+        gan.compile(
+            _optimizer(config.d_optimizer),
+            _optimizer(config.g_optimizer),
+            jit_compile=config.jit_compile and strategy is None,
+            steps_per_execution=config.steps_per_execution,
+        )
     return gan
 
 
@@ -150,24 +173,28 @@ def _data_dir(config: RunConfig) -> Path | None:
     return Path(env) if env else None
 
 
-def _prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
+def _new_run_dir(config: RunConfig, overwrite: bool) -> Path:
+    """Where a new run goes; refuses a file, or a directory holding something unless ``overwrite``."""
     path = config.out or Path("runs") / f"{config.arch}-{config.data}-{time.strftime('%Y%m%d-%H%M%S')}"
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output {str(path)!r} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise ConfigError(
-                f"output directory {str(path)!r} is not empty; resume it with `--resume {path}`, "
-                "replace its run with `--overwrite`, or choose another `--out`"
-            )
-        for name in RUN_FILES:  # only what ganframe wrote; a user's own files stay
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"output directory {str(path)!r} is not empty; resume it with `--resume {path}`, "
+            "replace its run with `--overwrite`, or choose another `--out`"
+        )
     return path
+
+
+def _clear_run_dir(path: Path) -> None:
+    """Create ``path``, removing a previous run's files (only what ganframe wrote; a user's own files stay)."""
+    for name in RUN_FILES:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _run_config(path: Path) -> RunConfig:
@@ -176,8 +203,34 @@ def _run_config(path: Path) -> RunConfig:
     return validate_config(read_toml(path / "config.toml"))
 
 
-def _metadata(config: RunConfig, spec: DataSpec, registry: Registry) -> dict[str, Any]:
-    used = {config.arch, config.data, config.loss, *config.penalties, *config.augmentations, *config.callbacks}
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(run_dir: Path, saved: RunConfig, config: RunConfig) -> None:
+    """Refuse overrides that the run's checkpoints cannot honour (a different model, data or optimizer)."""
+    before, after = _flatten(saved.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    changed = sorted(key for key in before.keys() | after.keys()
+                     if before.get(key) != after.get(key) and key.split(".")[0] not in RESUMABLE)
+    if changed:
+        what = ", ".join(f"{key} ({before.get(key)!r} -> {after.get(key)!r})" for key in changed)
+        raise ConfigError(
+            f"cannot resume {str(run_dir)!r}: changing {what} is incompatible with the run's checkpoints. "
+            f"A resumed run may change only {', '.join(RESUMABLE)}; to train with other settings, start a "
+            "new run (another --out)"
+        )
+
+
+def _metadata(config: RunConfig, spec: DataSpec, registry: Registry, rollbacks: list[dict[str, Any]] = ()
+              ) -> dict[str, Any]:
+    used = {config.arch, config.data, config.loss, *config.penalties, *config.augmentations, *config.callbacks,
+            *config.metrics}
     plugins = {
         record.name: {"distribution": record.distribution, "version": record.version}
         for record in registry.plugins
@@ -190,6 +243,7 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry) -> dict[str
         "python": platform.python_version(),
         "plugins": plugins,
         "spec": {"shape": list(spec.shape), "value_range": list(spec.value_range), "num_classes": spec.num_classes},
+        "rollbacks": list(rollbacks),
     }
 
 
@@ -251,8 +305,9 @@ def train(
         run_dir = Path(resume)
         if isinstance(config, RunConfig):
             raise ConfigError("with resume, pass overrides of the saved config as a dict, e.g. {'steps': 5000}")
-        saved = _run_config(run_dir).model_dump(exclude_none=True)
-        config = validate_config(apply_overrides(saved, config or {}))
+        saved = _run_config(run_dir)
+        config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), config or {}))
+        _check_resumable(run_dir, saved, config)
     else:
         config = validate_config(config or {})
     check_components(config, registry)
@@ -260,20 +315,33 @@ def train(
     keras.utils.set_random_seed(config.seed)
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
     gan = build_gan(config, data.spec, registry)
+    metrics = {name: registry.build("metric", name, options, data.spec) for name, options in config.metrics.items()}
+    check_batch(data, config.batch_size, config.n_critic)
     total = config.total_steps(len(data))
-    if resume is None:  # only now, so that a bad config or data set leaves nothing behind
-        run_dir = _prepare_run_dir(config, overwrite)
+    if resume is None:
+        run_dir = _new_run_dir(config, overwrite)
 
+    restored: dict[str, Any] = {}
     if resume is not None:
-        if restore_latest(gan, run_dir / "checkpoints") is None:
+        restored = restore_latest(gan, run_dir / "checkpoints")
+        if restored is None:
             raise RunError(f"run {str(run_dir)!r} has no usable checkpoint to resume from; start it anew with --overwrite")
     start = gan.global_step
 
+    context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
+    # In config order, but checkpoints last: a checkpoint then holds every other callback's state for its step.
+    order = sorted(config.callbacks, key=lambda name: name == "checkpoint")
+    named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
+    if metrics:  # before the registered callbacks, so that a checkpoint at the same step holds its best score
+        named = {"evaluation": Evaluator(metrics, data.images, run_dir, config.evaluation, config.seed), **named}
+    gan.state_callbacks = {name: callback for name, callback in named.items() if hasattr(callback, "get_state")}
+    if resume is not None:
+        _restore_callbacks(gan, restored)
+    all_callbacks = list(named.values())
+    if resume is None:  # only now, so that a bad config, data set or component leaves nothing behind
+        _clear_run_dir(run_dir)
     _write_text(run_dir / "config.toml", config_to_toml(config))
     _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
-
-    context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
-    all_callbacks = [registry.build("callback", name, options, context) for name, options in config.callbacks.items()]
     if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
         all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
     if config.max_time is not None:
@@ -292,6 +360,9 @@ def train(
             run.history = _fit_with_rollbacks(run, data, total, [stop, *all_callbacks])
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, but still keep what was trained
         stop.signal = signal.SIGINT
+    finally:
+        if run.rollbacks:
+            _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry, run.rollbacks), indent=2) + "\n")
     if stop.signal is not None:
         found = latest_checkpoint(run_dir / "checkpoints")
         if found is None or found[0]["step"] != gan.global_step:
@@ -314,7 +385,8 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
     initial = state_arrays(gan) if policy.enabled and policy.max_rollbacks else None
     while True:
         start = gan.global_step
-        dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
+        dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start,
+                               noise=gan.noise_spec)
         try:
             return gan.fit(
                 dataset,
@@ -343,11 +415,20 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
             )
 
 
+def _restore_callbacks(gan: GAN, manifest: dict[str, Any] | None) -> None:
+    """Give each stateful callback its state from ``manifest`` (or none) and the step training continues from."""
+    saved = (manifest or {}).get("callbacks", {})
+    for name, callback in gan.state_callbacks.items():
+        callback.set_state(saved.get(name, {}), gan.global_step)
+
+
 def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None, lr_factor: float,
                callbacks: list[Any]) -> int:
     """Restore the newest good checkpoint (else ``initial``), scale both learning rates; the step restored."""
-    if restore_latest(gan, directory) is None and initial is not None:
+    manifest = restore_latest(gan, directory)
+    if manifest is None and initial is not None:
         restore_arrays(gan, initial)
+    _restore_callbacks(gan, manifest)
     for optimizer in (gan.d_optimizer, gan.g_optimizer):  # after loading: checkpoints hold the rates
         optimizer.learning_rate.assign(optimizer.learning_rate * lr_factor)
     gan.reset_metrics()  # the interval means of the metrics log start again from zero
@@ -357,8 +438,12 @@ def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None,
     return gan.global_step
 
 
-def load_run(path: str | Path, *, registry: Registry | None = None) -> Run:
-    """A finished or interrupted run, restored from its newest good checkpoint (no data needed)."""
+def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry: Registry | None = None) -> Run:
+    """A finished or interrupted run, restored from its newest good checkpoint (no data needed).
+
+    ``checkpoint="best"`` restores the best-scoring one instead (``checkpoints/best.npz``, kept
+    when ``evaluation.best`` is set); a path restores that file.
+    """
     path = Path(path)
     config = _run_config(path)
     registry = registry or get_registry()
@@ -369,6 +454,11 @@ def load_run(path: str | Path, *, registry: Registry | None = None) -> Run:
         raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
     keras.utils.set_random_seed(config.seed)
     gan = build_gan(config, spec, registry)
-    if restore_latest(gan, path / "checkpoints") is None:
+    if checkpoint is not None:
+        file = path / "checkpoints" / BEST if str(checkpoint) == "best" else Path(checkpoint)
+        if str(checkpoint) == "best" and not file.is_file():
+            raise RunError(f"run {str(path)!r} has no best checkpoint ({file}): set evaluation.best and [metrics]")
+        load_checkpoint(gan, file)
+    elif restore_latest(gan, path / "checkpoints") is None:
         raise RunError(f"run {str(path)!r} has no usable checkpoint")
     return Run(path, config, spec, gan)

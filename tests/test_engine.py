@@ -12,26 +12,7 @@ import tensorflow as tf
 import ganframe
 from ganframe import DataSpec, RunConfig, get_registry
 from ganframe.run import build_gan
-
-SPEC = DataSpec((8, 8, 1))
-TINY = {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
-
-
-def tiny_config(tmp_path, **changes) -> dict:
-    config = {
-        "arch": "dense",
-        "arch_options": dict(TINY),
-        "data": "digits",
-        "batch_size": 32,
-        "steps": 6,
-        "seed": 3,
-        "jit_compile": False,  # XLA costs seconds to compile a tiny model; the compiled path has its own tests
-        "out": str(tmp_path / "run"),
-        "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 3}, "metrics": {"every": 2}},
-    }
-    config.update(changes)
-    return config
-
+from tinyrun import SPEC, TINY, tiny_config
 
 def handwritten_step(generator, discriminator, real, seed_generator, d_opt, g_opt, latent_dim):
     """One alternating step written by hand: D on real + fresh noise, then G on fresh noise."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import time
 from typing import Any
 
 import keras
 
-from ganframe import CallbackContext, save_checkpoint, save_image_grid
+from ganframe import CallbackContext, CsvLog, save_checkpoint, save_image_grid
 
 
 class _Periodic(keras.callbacks.Callback):
@@ -38,7 +37,9 @@ class SampleGrid(_Periodic):
     """Saves ``samples/step_<N>.png`` from the same noise each time, so grids compare over training."""
 
     def __init__(self, context: CallbackContext, options: Any) -> None:
-        super().__init__(options.every)
+        super().__init__(options.every if context.spec.channels in (1, 3) else 0)
+        if options.every and not self.every:
+            print(f"samples: data of shape {context.spec.shape} are not images (1 or 3 channels); no sample grids")
         self.directory = context.run_dir / "samples"
         self.n = options.n
         self.seed = context.seed if options.seed is None else options.seed
@@ -80,13 +81,13 @@ class MetricsLog(_Periodic):
 
     The engine's metrics are Keras ``Mean`` trackers (running since training began, as the
     progress bar and ``History`` expect); an interval's mean is the difference of their
-    totals and counts, so nothing is reset behind other callbacks' backs.
+    totals and counts, so nothing is reset behind other callbacks' backs. When the run
+    resumes or rolls back, the rows after the restored step go (``set_state``).
     """
 
     def __init__(self, context: CallbackContext, options: Any) -> None:
         super().__init__(options.every)
-        self.path = context.run_dir / "metrics.csv"
-        self.columns: list[str] | None = None
+        self.log = CsvLog(context.run_dir / "metrics.csv")
 
     def _sums(self) -> dict[str, tuple[float, float]]:
         return {m.name: (float(m.total.numpy()), float(m.count.numpy())) for m in self.model.metrics}
@@ -101,11 +102,11 @@ class MetricsLog(_Periodic):
         for name, (total, count) in sums.items():
             old_total, old_count = self.sums.get(name, (0.0, 0.0))
             row[name] = (total - old_total) / max(count - old_count, 1.0)
-        if self.columns is None:
-            self.columns = list(row)
-            if not self.path.exists() or self.path.stat().st_size == 0:
-                with open(self.path, "w", newline="") as handle:
-                    csv.writer(handle).writerow(self.columns)
-        with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerow([step] + [f"{row.get(c, float('nan')):.6g}" for c in self.columns[1:]])
+        self.log.append(row)
         self.clock, self.clock_step, self.sums = now, step, sums
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: dict[str, Any], step: int) -> None:
+        self.log.truncate_after(step)
