@@ -329,11 +329,7 @@ def train(
     start = gan.global_step
 
     context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
-    # In config order, but checkpoints last: a checkpoint then holds every other callback's state for its step.
-    order = sorted(config.callbacks, key=lambda name: name == "checkpoint")
-    named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
-    if metrics:  # before the registered callbacks, so that a checkpoint at the same step holds its best score
-        named = {"evaluation": Evaluator(metrics, data.images, run_dir, config.evaluation, config.seed), **named}
+    named = _named_callbacks(config, registry, context, metrics, data.images)
     gan.state_callbacks = {name: callback for name, callback in named.items() if hasattr(callback, "get_state")}
     if resume is not None:
         _restore_callbacks(gan, restored)
@@ -372,6 +368,19 @@ def train(
             f"written. Resume with:\n  ganframe train --resume {run_dir}"
         )
     return run
+
+
+def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackContext, metrics: dict[str, Any],
+                     real: np.ndarray) -> dict[str, keras.callbacks.Callback]:
+    """The configured callbacks by name, in config order but checkpoints last, after the evaluator (if any).
+
+    A checkpoint then holds every other callback's state, and the best score, as of its own step.
+    """
+    order = sorted(config.callbacks, key=lambda name: name == "checkpoint")
+    named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
+    if metrics:
+        named = {"evaluation": Evaluator(metrics, real, context.run_dir, config.evaluation, config.seed), **named}
+    return named
 
 
 def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[Any]) -> keras.callbacks.History:

@@ -218,6 +218,8 @@ ROWS = [
     Row("unknown-loss", train("--data", "digits", "--loss", "minmax"), 2, ("unknown loss 'minmax'", "did you mean 'minimax'")),
     Row("unknown-callback", train("--data", "digits", "--set", "callbacks.sample.every=10"), 2,
         ("unknown callback 'sample'", "did you mean 'samples'")),
+    Row("unknown-metric", train("--data", "digits", "--metric", "fdi"), 2, ("unknown metric 'fdi'",)),
+    Row("unknown-augmentation", train("--data", "digits", "--augment", "flip"), 2, ("unknown augmentation 'flip'",)),
     Row("batch-size-zero", train("--batch-size", "0"), 2, ("'batch_size'", "got 0", "greater than 0")),
     Row("batch-size-too-large", train("--batch-size", "100000"), 2, ("'batch_size'", "less than or equal to 65536")),
     Row("learning-rate-negative", train("--lr", "-0.1"), 2, ("'d_optimizer.learning_rate'", "got -0.1", "greater than 0")),
