@@ -1,16 +1,20 @@
 """The built-in datasets, used through the plugin registry as the engine uses them.
 
-Every test writes its own small files in the real formats (IDX, npz, PNG); one
-test reads the real MNIST when a local copy is present.
+Every test writes its own small files in the real formats (IDX gz, CIFAR-10's binary
+batches and archive, npz, PNG); one test reads the real MNIST when a local copy is
+present. No test reads the real Keras cache or downloads anything: ``offline`` below.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import pickle
 import struct
 import subprocess
 import sys
+import tarfile
 import types
 from pathlib import Path
 
@@ -18,7 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ganframe.builtin.datasets as datasets
 from ganframe import ConfigError, DataContext, DataError, ImageData, load_plugins
+from ganframe.testing import check_dataset
 
 REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist")
 IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -27,6 +33,32 @@ IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-i
 @pytest.fixture(scope="module")
 def registry():
     return load_plugins()
+
+
+class Offline:
+    """A stand-in for the ``keras`` module whose downloads fail as without a network, counting the tries."""
+
+    def __init__(self) -> None:
+        self.tries: list[str] = []
+        loaders = {name: types.SimpleNamespace(load_data=self.failing(name)) for name in ("mnist", "fashion_mnist", "cifar10")}
+        self.datasets = types.SimpleNamespace(**loaders)
+        self.utils = types.SimpleNamespace(get_file=self.failing("get_file"))
+
+    def failing(self, name: str):
+        def download(*args, **kwargs):
+            self.tries.append(name)
+            raise OSError("URL fetch failure: no network")
+
+        return download
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path) -> Offline:
+    """Every test: an empty Keras cache ($KERAS_HOME) and a Keras that cannot download."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    fake = Offline()
+    monkeypatch.setitem(sys.modules, "keras", fake)
+    return fake
 
 
 @pytest.fixture
@@ -39,12 +71,12 @@ def load(registry):
     return load
 
 
-def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None) -> None:
+def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None, value_range: tuple[float, float] = (0.0, 1.0)) -> None:
     assert isinstance(data, ImageData)
     assert data.images.shape == shape
     assert data.images.dtype == np.float32
-    assert 0.0 <= data.images.min() and data.images.max() <= 1.0
-    assert data.spec.shape == shape[1:] and data.spec.value_range == (0.0, 1.0)
+    assert value_range[0] <= data.images.min() and data.images.max() <= value_range[1]
+    assert data.spec.shape == shape[1:] and data.spec.value_range == value_range
     assert data.spec.num_classes == num_classes
     if num_classes is None:
         assert data.labels is None
@@ -127,20 +159,14 @@ def test_mnist_from_keras_cache(load, tmp_path, monkeypatch):
     check(load("mnist", {"split": "all"}), (6, 28, 28, 1), 10)
 
 
-def test_mnist_offline_says_what_to_download_and_where(load, tmp_path, monkeypatch):
-    """No data dir, no cache, and the download fails: the message is the recipe (Keras is faked, no TensorFlow)."""
-
-    def offline():
-        raise OSError("URL fetch failure: no network")
-
-    fake = types.SimpleNamespace(datasets=types.SimpleNamespace(mnist=types.SimpleNamespace(load_data=offline)))
-    monkeypatch.setitem(sys.modules, "keras", fake)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+def test_mnist_offline_says_what_to_download_and_where(load, tmp_path, offline):
+    """No data dir, no cache, and the download fails: the message is the recipe."""
     with pytest.raises(DataError) as error:
         load("mnist")
     message = str(error.value)
-    assert "no network" in message and str(tmp_path / "keras" / "datasets" / "mnist.npz") in message
-    for name in IDX_NAMES + ["--data-dir", "data_dir", "GANFRAME_DATA_DIR"]:
+    assert offline.tries == ["mnist"]
+    assert "no network" in message and str(tmp_path / "keras-home" / "datasets" / "mnist.npz") in message
+    for name in IDX_NAMES + ["--data-dir", "data_dir", "GANFRAME_DATA_DIR", "mnist.npz", "mnist/"]:
         assert name in message
 
 
@@ -186,7 +212,7 @@ CORRUPTIONS = {
     "not gzip": ("t10k-images-idx3-ubyte.gz", idx_bytes(IMAGES), "corrupt"),
     "gzip cut short": ("t10k-images-idx3-ubyte.gz", _gz(idx_bytes(IMAGES))[:-12], "corrupt or truncated"),
     "label count": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(np.zeros(11, np.uint8))), "holds 11 labels but"),
-    "label range": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(np.full(12, 12, np.uint8))), "digits 0..9"),
+    "label range": ("t10k-labels-idx1-ubyte.gz", _gz(idx_bytes(np.full(12, 12, np.uint8))), "classes 0..9"),
 }
 
 
@@ -216,6 +242,298 @@ def test_real_mnist_test_split(load):
     check(data, (10000, 28, 28, 1), 10)
     assert set(np.unique(data.labels)) == set(range(10))
     assert data.images.max() == 1.0 and 0.05 < data.images.mean() < 0.25
+
+
+# ------------------------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_mnist_from_idx_gz(load, tmp_path, registry):
+    written = write_mnist(tmp_path)
+    data = load("fashion_mnist", {"split": "test"}, tmp_path)
+    check(data, (12, 28, 28, 1), 10)
+    np.testing.assert_allclose(data.images[..., 0], written["t10k-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.labels, written["t10k-labels-idx1-ubyte"])
+    assert data.name == "fashion_mnist"
+    check_dataset("fashion_mnist", {"split": "all", "value_range": [-1, 1]}, registry=registry, data_dir=tmp_path)
+
+
+def test_one_data_dir_serves_mnist_and_fashion_mnist_from_their_subfolders(load, tmp_path):
+    """Their files have the same names: in a shared data directory each set reads its own subfolder."""
+    digits = write_mnist(tmp_path / "mnist", train=5)
+    clothes = write_mnist(tmp_path / "fashion-mnist", train=7)
+    (tmp_path / "fashion-mnist" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full(7, 9, np.uint8))))
+    mnist, fashion = load("mnist", {}, tmp_path), load("fashion_mnist", {}, tmp_path)
+    check(mnist, (5, 28, 28, 1), 10)
+    check(fashion, (7, 28, 28, 1), 10)
+    np.testing.assert_allclose(mnist.images[..., 0], digits["train-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(fashion.images[..., 0], clothes["train-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    assert set(fashion.labels) == {9}
+
+
+def test_fashion_mnist_from_keras_cache(load, tmp_path, offline):
+    write_mnist(tmp_path / "keras-home" / "datasets" / "fashion-mnist")
+    check(load("fashion_mnist", {"split": "all"}), (32, 28, 28, 1), 10)
+    assert offline.tries == []
+
+
+def test_fashion_mnist_offline_says_what_to_download_and_where(load, tmp_path, offline):
+    write_mnist(tmp_path / "keras-home" / "datasets")  # MNIST's npz place holds IDX files: not Fashion-MNIST's cache
+    with pytest.raises(DataError) as error:
+        load("fashion_mnist")
+    message = str(error.value)
+    assert offline.tries == ["fashion_mnist"]
+    assert message.startswith("Fashion-MNIST is not available") and "no network" in message
+    assert str(tmp_path / "keras-home" / "datasets" / "fashion-mnist") in message and "mnist.npz" not in message
+    for name in IDX_NAMES + ["fashion-mnist/", "--data-dir", "data_dir", "GANFRAME_DATA_DIR"]:
+        assert name in message
+
+
+def test_fashion_mnist_data_dir_without_the_files(load, tmp_path):
+    write_mnist(tmp_path / "mnist")
+    with pytest.raises(DataError) as error:
+        load("fashion_mnist", {}, tmp_path)
+    message = str(error.value)
+    assert f"Fashion-MNIST (train split) is not in the data directory {tmp_path}: missing" in message
+    assert "subfolder fashion-mnist/" in message and "GANFRAME_DATA_DIR" in message
+    for name in IDX_NAMES:
+        assert name in message
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10
+
+CIFAR_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+
+
+@pytest.fixture
+def records(monkeypatch) -> int:
+    """Records per CIFAR-10 file: 3 in the tests' files (10000 in the original, whose exact size is checked)."""
+    monkeypatch.setattr(datasets, "CIFAR10_RECORDS", 3)
+    return 3
+
+
+def cifar_batch(first: int, count: int) -> bytes:
+    """``count`` CIFAR-10 binary records, numbered from ``first``: record k has label k % 10, red pixel
+    (row, column) = (32 * row + column) % 256, green 7 everywhere and blue k everywhere."""
+    red = (np.arange(1024) % 256).astype(np.uint8).tobytes()
+    return b"".join(bytes([k % 10]) + red + bytes([7]) * 1024 + bytes([k]) * 1024 for k in range(first, first + count))
+
+
+def cifar_files(count: int = 3) -> dict[str, bytes]:
+    return {name: cifar_batch(index * count, count) for index, name in enumerate(CIFAR_FILES)}
+
+
+def write_cifar(directory: Path, count: int = 3, layout: str = "folder") -> Path:
+    """The binary version in ``directory``: the extracted folder, the bare .bin files, or the .tar.gz archive."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if layout == "archive":
+        with tarfile.open(directory / "cifar-10-binary.tar.gz", "w:gz") as tar:
+            for name, raw in {"batches.meta.txt": b"airplane\n", **cifar_files(count)}.items():
+                member = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+                member.size = len(raw)
+                tar.addfile(member, io.BytesIO(raw))
+        return directory / "cifar-10-binary.tar.gz"
+    folder = directory / "cifar-10-batches-bin" if layout == "folder" else directory
+    folder.mkdir(exist_ok=True)
+    for name, raw in cifar_files(count).items():
+        (folder / name).write_bytes(raw)
+    return folder
+
+
+def check_cifar(data: ImageData, numbers: range) -> None:
+    """The images and labels of the records ``numbers`` (see cifar_batch), channels last."""
+    check(data, (len(numbers), 32, 32, 3), 10)
+    np.testing.assert_array_equal(data.labels, [k % 10 for k in numbers])
+    rows, columns = np.mgrid[0:32, 0:32]
+    red = np.broadcast_to(((32 * rows + columns) % 256) / 255.0, (len(numbers), 32, 32))
+    np.testing.assert_allclose(data.images[:, :, :, 0], red, atol=1e-6)
+    np.testing.assert_allclose(data.images[:, :, :, 1], 7 / 255.0, atol=1e-6)
+    np.testing.assert_allclose(data.images[:, 5, 9, 2], np.array(numbers) / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["folder", "files", "archive"])
+def test_cifar10_binary_version(load, tmp_path, registry, records, layout):
+    write_cifar(tmp_path, layout=layout)
+    check_cifar(load("cifar10", {}, tmp_path), range(15))
+    check_cifar(load("cifar10", {"split": "test"}, tmp_path), range(15, 18))
+    check_cifar(load("cifar10", {"split": "all", "limit": 4}, tmp_path), range(4))
+    data = check_dataset("cifar10", {"split": "all"}, registry=registry, data_dir=tmp_path)
+    assert data.name == "cifar10" and len(data) == 18
+
+
+def test_cifar10_from_keras_cache(load, tmp_path, records, offline):
+    write_cifar(tmp_path / "keras-home" / "datasets", layout="archive")
+    check_cifar(load("cifar10", {"split": "test"}), range(15, 18))
+    assert offline.tries == []
+
+
+def test_cifar10_download_is_the_binary_archive(load, tmp_path, records, monkeypatch):
+    """Keras downloads the archive (here: a stand-in that writes it) and ganframe reads it from the cache."""
+    calls = []
+
+    def get_file(fname, origin, cache_subdir):
+        calls.append((fname, origin, cache_subdir))
+        return write_cifar(tmp_path / "downloaded", layout="archive")
+
+    monkeypatch.setitem(sys.modules, "keras", types.SimpleNamespace(utils=types.SimpleNamespace(get_file=get_file)))
+    check_cifar(load("cifar10", {"split": "test"}), range(15, 18))
+    assert calls == [("cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "datasets")]
+
+
+def test_cifar10_offline_says_what_to_download_and_where(load, tmp_path, offline):
+    with pytest.raises(DataError) as error:
+        load("cifar10")
+    message = str(error.value)
+    assert offline.tries == ["get_file"]
+    assert message.startswith("CIFAR-10 is not available") and "no network" in message
+    assert str(tmp_path / "keras-home" / "datasets") in message and "python version" not in message
+    for words in CIFAR_FILES + ["cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+                                "cifar-10-batches-bin/", "--data-dir", "GANFRAME_DATA_DIR"]:
+        assert words in message
+
+
+def test_cifar10_data_dir_without_it(load, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError) as error:
+        load("cifar10", {}, tmp_path)
+    message = str(error.value)
+    assert f"CIFAR-10 is not in the data directory {tmp_path}" in message and "python version" not in message
+    for words in CIFAR_FILES + ["cifar-10-binary.tar.gz", "cifar-10-batches-bin/", "GANFRAME_DATA_DIR"]:
+        assert words in message
+    with pytest.raises(DataError, match="does not exist"):
+        load("cifar10", {}, tmp_path / "nowhere")
+
+
+class Unpickled:
+    """Unpickling this creates the directory UNPICKLED: its absence proves ganframe never did."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def write_pickled_cifar(folder: Path) -> None:
+    """The python version's layout (as keras.datasets.cifar10 unpacks it), each batch a pickle bomb."""
+    folder.mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"):
+        (folder / name).write_bytes(pickle.dumps(Unpickled(folder.parent / "UNPICKLED")))
+
+
+@pytest.mark.parametrize("inside", ["cifar-10-batches-py", "."])
+def test_cifar10_pickle_version_is_refused_unread(load, tmp_path, inside):
+    data_dir = tmp_path / "data"
+    write_pickled_cifar(data_dir / inside if inside != "." else data_dir)
+    with pytest.raises(DataError) as error:
+        load("cifar10", {}, data_dir)
+    message = str(error.value)
+    assert "python version (pickled batches), which ganframe never loads" in message and "cifar-10-binary.tar.gz" in message
+    assert str(data_dir / ("cifar-10-batches-py" if inside != "." else "data_batch_1")) in message
+    assert not any(tmp_path.rglob("UNPICKLED"))
+
+
+def test_cifar10_pickle_version_in_keras_cache_is_not_loaded(load, tmp_path, offline):
+    cache = tmp_path / "keras-home" / "datasets"
+    write_pickled_cifar(cache / "cifar-10-batches-py-target" / "cifar-10-batches-py")
+    with pytest.raises(DataError) as error:
+        load("cifar10", {"split": "test"})
+    message = str(error.value)
+    assert offline.tries == ["get_file"]
+    assert f"{cache / 'cifar-10-batches-py-target'} is CIFAR-10's python version" in message and "never loads" in message
+    assert not any(tmp_path.rglob("UNPICKLED"))
+
+
+@pytest.mark.parametrize("layout", ["folder", "archive"])
+def test_cifar10_truncated_file_names_it_and_the_size(load, tmp_path, records, layout):
+    write_cifar(tmp_path / "src", layout="folder")
+    batch = tmp_path / "src" / "cifar-10-batches-bin" / "data_batch_3.bin"
+    batch.write_bytes(batch.read_bytes()[:-100])
+    if layout == "archive":
+        with tarfile.open(tmp_path / "cifar-10-binary.tar.gz", "w:gz") as tar:
+            tar.add(tmp_path / "src" / "cifar-10-batches-bin", "cifar-10-batches-bin")
+        where = f"{tmp_path / 'cifar-10-binary.tar.gz'}:cifar-10-batches-bin/data_batch_3.bin"
+        data_dir = tmp_path
+    else:
+        where, data_dir = str(batch), tmp_path / "src"
+    with pytest.raises(DataError) as error:
+        load("cifar10", {}, data_dir)
+    assert f"{where}: 9119 bytes, expected 9219 (3 records of 3073 bytes" in str(error.value)
+    check_cifar(load("cifar10", {"split": "test"}, data_dir), range(15, 18))  # the other split is whole
+
+
+def test_cifar10_real_size_is_the_default(load, tmp_path):
+    write_cifar(tmp_path, count=3)
+    with pytest.raises(DataError, match=r"data_batch_1\.bin: 9219 bytes, expected 30730000 \(10000 records of 3073 bytes"):
+        load("cifar10", {}, tmp_path)
+
+
+def test_cifar10_damaged_archive_missing_file_and_bad_label(load, tmp_path, records):
+    archive = write_cifar(tmp_path / "a", layout="archive")
+    archive.write_bytes(archive.read_bytes()[:-40])
+    with pytest.raises(DataError, match="corrupt or truncated, download it again") as error:
+        load("cifar10", {"split": "test"}, tmp_path / "a")
+    assert str(archive) in str(error.value)
+
+    folder = write_cifar(tmp_path / "b")
+    (folder / "data_batch_4.bin").unlink()
+    with pytest.raises(DataError, match=r"but not data_batch_4\.bin") as error:
+        load("cifar10", {}, tmp_path / "b")
+    assert str(folder) in str(error.value)
+
+    (folder / "test_batch.bin").write_bytes(bytes([10]) + cifar_batch(0, 3)[1:])
+    with pytest.raises(DataError, match="a label byte is 10, but CIFAR-10's classes are 0..9") as error:
+        load("cifar10", {"split": "test"}, tmp_path / "b")
+    assert str(folder / "test_batch.bin") in str(error.value)
+
+
+# ------------------------------------------------------------------ the standard sets' preprocessing
+
+
+def test_value_range_minus_one_to_one_maps_exactly(load, tmp_path, registry):
+    pixels = np.zeros((2, 28, 28), np.uint8)
+    pixels[0, 0, :4] = [0, 51, 204, 255]
+    np.savez(tmp_path / "mnist.npz", x_train=pixels, y_train=np.array([3, 4]), x_test=pixels, y_test=np.array([3, 4]))
+    data = load("mnist", {"value_range": [-1, 1]}, tmp_path)
+    check(data, (2, 28, 28, 1), 10, value_range=(-1.0, 1.0))
+    np.testing.assert_allclose(data.images[0, 0, :4, 0], [-1.0, -0.6, 0.6, 1.0], atol=1e-6)
+    assert data.images[0, 0, 0, 0] == -1.0 and data.images[0, 0, 3, 0] == 1.0
+    check_dataset("mnist", {"value_range": [-1, 1]}, registry=registry, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("value_range, low", [([0, 1], 0.0), ([-1, 1], -1.0)])
+def test_pad_centres_the_image_in_the_low_value(load, tmp_path, value_range, low):
+    write_mnist(tmp_path)
+    plain = load("mnist", {"split": "test", "value_range": value_range}, tmp_path)
+    padded = load("mnist", {"split": "test", "value_range": value_range, "pad_to": 32}, tmp_path)
+    check(padded, (12, 32, 32, 1), 10, value_range=(low, 1.0))
+    np.testing.assert_array_equal(padded.images[:, 2:30, 2:30], plain.images)
+    border = np.ones((32, 32), bool)
+    border[2:30, 2:30] = False
+    assert (padded.images[:, border] == low).all()
+    odd = load("mnist", {"split": "test", "pad_to": [31, 29]}, tmp_path)  # the odd pixel goes below and right
+    assert odd.images.shape == (12, 31, 29, 1)
+    np.testing.assert_array_equal(odd.images[:, 1:29, 0:28], load("mnist", {"split": "test"}, tmp_path).images)
+
+
+def test_resize_then_pad(load, tmp_path, records):
+    write_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full((20, 28, 28), 200, np.uint8))))
+    small = load("fashion_mnist", {"resize": 14}, tmp_path)
+    check(small, (20, 14, 14, 1), 10)
+    np.testing.assert_allclose(small.images, 200 / 255.0, atol=1e-6)  # bilinear keeps a flat image flat
+    check(load("fashion_mnist", {"resize": [16, 20]}, tmp_path), (20, 16, 20, 1), 10)
+    both = load("fashion_mnist", {"resize": 24, "pad_to": 32, "value_range": [-1, 1]}, tmp_path)
+    check(both, (20, 32, 32, 1), 10, value_range=(-1.0, 1.0))
+    assert (both.images[:, 4:28, 4:28] > 0.5).all() and (both.images[:, :4] == -1.0).all()
+    write_cifar(tmp_path / "cifar")
+    check(load("cifar10", {"split": "test", "resize": 16}, tmp_path / "cifar"), (3, 16, 16, 3), 10)
+    check(load("cifar10", {"split": "test", "resize": 32}, tmp_path / "cifar"), (3, 32, 32, 3), 10)
+
+
+def test_pad_smaller_than_the_images_is_refused(load, tmp_path):
+    write_mnist(tmp_path)
+    with pytest.raises(DataError, match=r"mnist: pad_to 16x16 is smaller than the images \(28x28\).*use the option resize"):
+        load("mnist", {"pad_to": 16}, tmp_path)
 
 
 # --------------------------------------------------------------------------------------------- digits
@@ -405,6 +723,10 @@ def test_folder_empty_missing_and_unlabelled_root(load, tmp_path):
         ("mnist", {"split": "valid"}, "'split'"),
         ("mnist", {"limit": 0}, "'limit'"),
         ("mnist", {"spilt": "test"}, "'spilt': unknown field"),
+        ("fashion_mnist", {"value_range": [0, 255]}, "'value_range': got [0, 255]; expected [0, 1] (for a sigmoid output) or [-1, 1]"),
+        ("cifar10", {"value_range": "-1,1"}, "'value_range'"),
+        ("cifar10", {"pad_to": 0}, "'pad_to': got 0; height and width must be > 0"),
+        ("mnist", {"resize": "big"}, "'resize'"),
         ("digits", {"limit": -3}, "'limit'"),
         ("npz", {}, "'path': required"),
         ("folder", {"path": ".", "channels": 2}, "'channels'"),
@@ -419,7 +741,7 @@ def test_bad_options_name_the_field(load, name, options, field):
 
 
 def test_registered_with_descriptions(registry):
-    for name in ("mnist", "digits", "npz", "folder"):
+    for name in ("mnist", "fashion_mnist", "cifar10", "digits", "npz", "folder"):
         component = registry.get("dataset", name)
         assert component.plugin == "ganframe.builtin.datasets" and component.description
 
