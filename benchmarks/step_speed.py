@@ -30,10 +30,16 @@ interleaved rounds of ``--steps`` steps. Loops:
 Every loop pays its own per-round setup inside the timing: ``fit`` creates a fresh
 data iterator per call, so the hand-written loop does the same each round.
 
-``--data synthetic`` replaces MNIST by a pool of random batches of MNIST shape, fed
-without shuffling or per-image batching (``from_tensor_slices(pool).repeat()``;
-the seed loop cycles through the same numpy batches); comparing it with
-``--data mnist`` shows what the input pipeline costs. It needs no files.
+``--data synthetic`` replaces MNIST by a pool of random batches of MNIST shape (or of
+side ``--image-size``), fed without shuffling or per-image batching
+(``from_tensor_slices(pool).repeat()``; the seed loop cycles through the same numpy
+batches); comparing it with ``--data mnist`` shows what the input pipeline costs. It
+needs no files.
+
+The FLOP-bound ceiling puts the speeds in proportion to the machine: the FLOPs of one
+train step (:func:`train_step_flops`) against the rate of a large XLA float32 matmul timed
+in the same process (:func:`matmul_timer`: the fastest of 3 runs before the loops and one
+after each round), as steps/s no loop could beat, and each loop's fraction of it.
 
     python benchmarks/step_speed.py --data-dir ../shared/datasets/mnist --rounds 5 --steps 200
     python benchmarks/step_speed.py --data synthetic --quick
@@ -69,11 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="directory holding the MNIST files (default: $GANFRAME_DATA_DIR, else the Keras cache)")
     parser.add_argument("--arch", default="dense", help="architecture to build (default: dense, the seed's model)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=28,
+                        help="side of the synthetic square one-channel images (default 28, MNIST's; mnist is always 28)")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="the ganframe loops' steps_per_execution (default 1, the config's default); "
+                             "must divide --steps and --warmup")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--steps", type=int, default=200, help="steps per loop per round (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per loop before timing (default 10)")
     parser.add_argument("--loops", default="seed,handwritten,ganframe,ganframe+callbacks",
-                        help="comma-separated subset of: seed, handwritten, ganframe, ganframe+callbacks")
+                        help="comma-separated subset of: seed, handwritten, ganframe, ganframe+callbacks, ganframe-unguarded")
     parser.add_argument("--seed", type=int, default=0, help="seed of the networks' initial weights and the data order")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (< 90 s on 2 cores): 2 rounds of 5 steps after 2 warm-up steps; "
@@ -86,8 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.loops) - set(LOOPS)
     if unknown:
         parser.error(f"unknown loop(s) {', '.join(sorted(unknown))}; choose from {', '.join(LOOPS)}")
-    if min(args.rounds, args.steps, args.batch_size) < 1 or args.warmup < 1:
-        parser.error("--rounds, --steps, --batch-size and --warmup must be at least 1")
+    if min(args.rounds, args.steps, args.batch_size, args.steps_per_execution) < 1 or args.warmup < 1:
+        parser.error("--rounds, --steps, --batch-size, --warmup and --steps-per-execution must be at least 1")
+    if args.steps % args.steps_per_execution or args.warmup % args.steps_per_execution:
+        parser.error("--steps-per-execution must divide --steps and --warmup: Keras runs whole executions")
+    if args.data == "mnist" and args.image_size != 28:
+        parser.error("--image-size applies to --data synthetic; MNIST images are 28x28")
     return args
 
 
@@ -109,6 +124,92 @@ def current_rss_mib() -> float | None:
     except OSError:
         pass
     return None
+
+
+# -- FLOPs ------------------------------------------------------------------------------------------
+
+
+def forward_macs(model: Any) -> int:
+    """Multiply-accumulates of one image's forward pass through ``model``'s Dense and convolution layers.
+
+    Dense: kernel size × positions; Conv: kernel size × output positions; transposed Conv:
+    kernel size × *input* positions (each input pixel scatters the whole kernel). Other
+    layers (BatchNorm, activations, bias adds) are elementwise and left out: they are a few
+    percent of these models' FLOPs. Raises ValueError where a layer's shapes are unknown.
+    """
+    import math
+
+    import keras
+
+    transposed = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+    counted = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, *transposed)
+    total = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers"):  # a nested model
+            total += forward_macs(layer)
+        elif isinstance(layer, counted):
+            try:
+                shape = (layer.input if isinstance(layer, transposed) else layer.output).shape
+            except (AttributeError, ValueError) as error:
+                raise ValueError(f"layer {layer.name!r}: shapes unknown ({error})") from None
+            total += math.prod(shape[1:-1]) * math.prod(layer.kernel.shape)
+    return total
+
+
+def train_step_flops(generator: Any, discriminator: Any, batch: int, n_critic: int = 1) -> dict[str, int]:
+    """FLOPs of one ganframe train step: {"G": forward per image, "D": forward per image, "step": the step}.
+
+    A forward pass is 2 FLOPs per MAC. Backward costs about 2 forwards: the gradients of the
+    layer inputs and of the weights. Per D update: G forward only (1×: D's tape needs no
+    gradient through G), D on the real and on the fake batch, each forward + backward (3× + 3×).
+    The G update: G forward + backward (3×), and D forward + input gradients (2×: D's weight
+    gradients are not needed; XLA drops them). So, with F the forward MACs per image,
+    step = 2 · batch · (n_critic · (F_G + 6 F_D) + 3 F_G + 2 F_D). The seed loop does the same
+    work. Optimizer updates (about 10 FLOPs per weight) are left out: under 1% here.
+    """
+    f_g, f_d = forward_macs(generator), forward_macs(discriminator)
+    step = 2 * batch * (n_critic * (f_g + 6 * f_d) + 3 * f_g + 2 * f_d)
+    return {"G": 2 * f_g, "D": 2 * f_d, "step": step}
+
+
+def matmul_timer(size: int = 1024, chain: int = 8) -> Callable[[], float]:
+    """A timer of ``chain`` XLA float32 ``size``² matmuls in a row (compiled here, all threads);
+    each call runs them once and returns their GFLOP/s.
+
+    Callers take the fastest of many calls spread over the benchmark: on a shared machine the
+    rate of a moment can be half the machine's, and the ceiling is what the machine can do.
+    """
+    import tensorflow as tf
+
+    x = tf.random.normal((size, size))
+    w = tf.random.normal((size, size)) / size**0.5  # keeps the chain's values of unit scale
+
+    @tf.function(jit_compile=True)
+    def run(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        for _ in range(chain):
+            x = tf.matmul(x, w)
+        return x
+
+    run(x, w).numpy()  # compile
+
+    def timed() -> float:
+        start = time.perf_counter()
+        run(x, w).numpy()
+        return 2 * size**3 * chain / (time.perf_counter() - start) / 1e9
+
+    return timed
+
+
+def flop_ceiling(networks: Any, batch: int, n_critic: int, matmul_rate: float) -> dict[str, Any]:
+    """The FLOP-bound ceiling of ``networks``' train step: FLOPs, the matmul rate, the steps/s they allow.
+
+    ``flops`` is None (and so the ceiling) for networks whose layer shapes cannot be read.
+    """
+    try:
+        flops = train_step_flops(networks.generator, networks.discriminator, batch, n_critic)
+    except ValueError as error:
+        return {"flops": None, "matmul_gflops": matmul_rate, "ceiling_steps_per_s": None, "why": str(error)}
+    return {"flops": flops, "matmul_gflops": matmul_rate, "ceiling_steps_per_s": matmul_rate * 1e9 / flops["step"]}
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -135,17 +236,17 @@ def load_data(args: argparse.Namespace) -> Data:
     batch = args.batch_size
     rng = np.random.default_rng(args.seed)
     if args.data == "synthetic":
-        pool_batches = 4 if args.quick else 32
-        pool = rng.random((pool_batches, batch, 28, 28, 1), dtype=np.float32)
-        spec = ganframe.DataSpec((28, 28, 1), (0.0, 1.0), None)
+        pool_batches, side = 4 if args.quick else 32, args.image_size
+        pool = rng.random((pool_batches, batch, side, side, 1), dtype=np.float32)
+        spec = ganframe.DataSpec((side, side, 1), (0.0, 1.0), None)
         dataset = tf.data.Dataset.from_tensor_slices(pool).repeat().prefetch(tf.data.AUTOTUNE)
         cursor = iter(range(10**12))
 
         def next_real() -> Any:
             return pool[next(cursor) % pool_batches]
 
-        return Data(pool.reshape(-1, 28, 28, 1), spec, dataset, next_real,
-                    f"synthetic: {pool_batches} random batches of {batch}x28x28x1, no shuffle")
+        return Data(pool.reshape(-1, side, side, 1), spec, dataset, next_real,
+                    f"synthetic: {pool_batches} random batches of {batch}x{side}x{side}x1, no shuffle")
 
     data_dir = args.data_dir or (Path(os.environ["GANFRAME_DATA_DIR"]) if os.environ.get("GANFRAME_DATA_DIR") else None)
     registry = ganframe.get_registry()
@@ -302,6 +403,7 @@ class HandwrittenLoop(Loop):
 class GanframeLoop(Loop):
     name = "ganframe"
     with_callbacks = False
+    guard = True  # the default config's divergence guard
 
     def __init__(self, args: argparse.Namespace, data: Data, weights: Any) -> None:
         import keras
@@ -310,7 +412,9 @@ class GanframeLoop(Loop):
         from ganframe.run import build_gan
 
         self.registry = ganframe.get_registry()
-        self.config = ganframe.RunConfig(arch=args.arch, data="mnist", batch_size=args.batch_size, seed=args.seed)
+        self.config = ganframe.RunConfig(arch=args.arch, data="mnist", batch_size=args.batch_size, seed=args.seed,
+                                         divergence={"enabled": self.guard},
+                                         steps_per_execution=args.steps_per_execution)
         keras.utils.set_random_seed(args.seed)  # as ganframe.train does before building
         self.gan = build_gan(self.config, data.spec, self.registry)
         if weights is not None:
@@ -326,6 +430,13 @@ class GanframeLoop(Loop):
 
     def run(self, steps: int) -> None:
         self.fit(steps)
+
+
+class GanframeUnguardedLoop(GanframeLoop):
+    """ganframe with the divergence guard off: what the default's skipping of non-finite updates costs."""
+
+    name = "ganframe-unguarded"
+    guard = False
 
 
 def _end_of_fit_clock() -> Any:
@@ -380,10 +491,25 @@ LOOPS: dict[str, type[Loop]] = {
     "handwritten": HandwrittenLoop,
     "ganframe": GanframeLoop,
     "ganframe+callbacks": GanframeCallbacksLoop,
+    "ganframe-unguarded": GanframeUnguardedLoop,
 }
 
 
 # -- measuring --------------------------------------------------------------------------------------
+
+#: --quick's matmul timing: a smaller one (the ceiling it gives is rougher).
+QUICK_MATMUL = {"size": 512, "chain": 4}
+
+
+def time_run(loop: Loop, steps: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of ``loop.run(steps)``, without what the loop reports as untimed.
+
+    CPU time counts all threads, and includes the untimed once-per-run work (small).
+    """
+    start, cpu_start = time.perf_counter(), time.process_time()
+    untimed = loop.run(steps) or 0.0
+    return time.perf_counter() - start - untimed, time.process_time() - cpu_start
+
 
 
 @dataclass
@@ -417,17 +543,25 @@ class Result:
         }
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def environment() -> dict[str, Any]:
+    """The versions and the machine, recorded with every result."""
     import keras
     import tensorflow as tf
 
     import ganframe
 
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "ganframe": ganframe.__version__, "cpus": os.cpu_count(), "platform": platform.platform(),
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     data = load_data(args)
     reference = build_networks(args, data.spec, None)
     weights = (reference.generator.get_weights(), reference.discriminator.get_weights())
-    del reference
+    matmul = matmul_timer(**QUICK_MATMUL if args.quick else {})
+    matmul_rates = [matmul() for _ in range(3)]
 
     loops: list[Loop] = []
     results: dict[str, Result] = {}
@@ -455,16 +589,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         shift = round_index % len(loops)  # rotate the order, so no loop always runs first or last
         for loop in loops[shift:] + loops[:shift]:
             before = [snapshot(v) for v in loop.trained_variables()]
-            start, cpu_start = time.perf_counter(), time.process_time()
-            untimed = loop.run(args.steps) or 0.0
-            seconds = time.perf_counter() - start - untimed
-            cpu = time.process_time() - cpu_start  # all threads; the untimed final save included (small)
+            seconds, cpu = time_run(loop, args.steps)
             results[loop.name].seconds.append(seconds)
             results[loop.name].rates.append(args.steps / seconds)
             results[loop.name].cpu_ms_per_step.append(1000 * cpu / args.steps)
             for network, snap, variables in zip(("G", "D"), before, loop.trained_variables()):
                 count, least = changed(snap, snapshot(variables)), least_changed[loop.name][network]
                 least_changed[loop.name][network] = count if least is None else min(least, count)
+        matmul_rates.append(matmul())
         print(f"  round {round_index + 1}/{args.rounds}: "
               + "  ".join(f"{n} {results[n].rates[-1]:.1f}" for n in args.loops) + "  steps/s", flush=True)
 
@@ -479,10 +611,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(loop, GanframeCallbacksLoop):
             results[loop.name].end_of_fit_s = loop.end_of_fit
 
+    ceiling = flop_ceiling(reference, args.batch_size, 1, max(matmul_rates))
     summaries = {name: result.summary(args.batch_size) for name, result in results.items()}
+    for summary in summaries.values():
+        summary["of_ceiling"] = (None if ceiling["ceiling_steps_per_s"] is None
+                                 else summary["median_steps_per_s"] / ceiling["ceiling_steps_per_s"])
     ratios, paired = {}, {}
     for a, b in (("ganframe", "handwritten"), ("ganframe", "seed"), ("handwritten", "seed"),
-                 ("ganframe+callbacks", "ganframe"), ("ganframe+callbacks", "handwritten")):
+                 ("ganframe+callbacks", "ganframe"), ("ganframe+callbacks", "handwritten"),
+                 ("ganframe", "ganframe-unguarded"), ("ganframe-unguarded", "handwritten")):
         if a in summaries and b in summaries:
             ratios[f"{a}/{b}"] = summaries[a]["median_steps_per_s"] / summaries[b]["median_steps_per_s"]
             # The same ratio within each round (loops timed minutes apart see different machine load).
@@ -491,18 +628,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "settings": {"data": data.description, "arch": args.arch, "batch_size": args.batch_size, "rounds": args.rounds,
                      "steps": args.steps, "warmup": args.warmup, "seed": args.seed, "quick": args.quick},
-        "environment": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-                        "ganframe": ganframe.__version__, "cpus": os.cpu_count(), "platform": platform.platform(),
-                        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
+        "environment": environment(),
         "loops": summaries,
         "ratios": ratios,
         "paired_ratios": paired,
         "targets": {k: {"target": v, "value": ratios.get(k), "met": ratios.get(k, 0) >= v}
                     for k, v in TARGETS.items() if k in ratios},
+        "flop_ceiling": ceiling,
+        "matmul_gflops_samples": matmul_rates,
         "weight_check_failures": failures,
         "peak_rss_mib": peak_rss_mib(),
         "total_s": time.perf_counter() - started,
     }
+
+
+def ceiling_text(ceiling: dict[str, Any]) -> str:
+    """One line on the FLOP-bound ceiling: FLOPs per step, the matmul rate, the steps/s they allow."""
+    rate = f"matmul rate {ceiling['matmul_gflops']:.0f} GFLOP/s (XLA float32, fastest in this process)"
+    if ceiling["flops"] is None:
+        return f"FLOP ceiling: n/a ({ceiling['why']}); {rate}"
+    flops = ceiling["flops"]
+    return (f"FLOP ceiling {ceiling['ceiling_steps_per_s']:.1f} steps/s: {flops['step'] / 1e9:.2f} GFLOP per step "
+            f"(forward per image: G {flops['G'] / 1e6:.2f}, D {flops['D'] / 1e6:.2f} MFLOP) at {rate}")
 
 
 def report(results: dict[str, Any]) -> str:
@@ -514,15 +661,18 @@ def report(results: dict[str, Any]) -> str:
              + (f", GPU {results['environment']['gpus']}" if results['environment']['gpus'] else ""),
              "",
              f"{'loop':<19} {'steps/s':>8} {'min-max':>13} {'mean':>7} {'images/s':>9} {'cpu ms/step':>11} "
-             f"{'warm-up s':>9} {'weights G/D':>13}"]
+             f"{'of ceiling':>10} {'warm-up s':>9} {'weights G/D':>13}"]
     for name, s in results["loops"].items():
         spread = f"{s['min_steps_per_s']:.1f}-{s['max_steps_per_s']:.1f}"
         changed_text = f"{s['weights_changed'].get('G', '?')} {s['weights_changed'].get('D', '?')}"
+        fraction = "n/a" if s["of_ceiling"] is None else f"{s['of_ceiling']:.2f}"
         lines.append(f"{name:<19} {s['median_steps_per_s']:8.1f} {spread:>13} {s['mean_steps_per_s']:7.1f} "
-                     f"{s['median_images_per_s']:9.0f} {s['median_cpu_ms_per_step']:11.1f} "
+                     f"{s['median_images_per_s']:9.0f} {s['median_cpu_ms_per_step']:11.1f} {fraction:>10} "
                      f"{s['setup_s'] + s['warmup_s']:9.1f} {changed_text:>13}")
     lines.append("(steps/s: median over rounds; mean: total steps / total time; cpu ms/step: median process CPU time, "
-                 "all threads;\n weights G/D: trained variables changed, fewest in any timed round / all)")
+                 "all threads;\n of ceiling: median steps/s / the FLOP-bound ceiling below; "
+                 "weights G/D: trained variables changed, fewest in any timed round / all)")
+    lines.append(ceiling_text(results["flop_ceiling"]))
     extra = results["loops"].get("ganframe+callbacks", {}).get("end_of_fit_s")
     if extra:
         lines.append(f"ganframe+callbacks end of fit (final checkpoint + grid, left out above): "

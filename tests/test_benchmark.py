@@ -20,9 +20,28 @@ def test_benchmark_quick_run(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "ganframe/handwritten" in result.stdout and "ganframe/seed" in result.stdout
+    assert "ganframe/handwritten" in result.stdout and "ganframe/seed" in result.stdout and "FLOP ceiling" in result.stdout
     report = json.loads(out.read_text())
     for name in ("seed", "handwritten", "ganframe"):
         loop = report["loops"][name]
-        assert loop["median_steps_per_s"] > 0
+        assert loop["median_steps_per_s"] > 0 and loop["of_ceiling"] > 0
         assert loop["weights_changed"]["G"].split("/")[0] != "0" and loop["weights_changed"]["D"].split("/")[0] != "0"
+
+
+@pytest.mark.slow
+def test_scaling_quick_run(tmp_path):
+    """The scaling benchmark's smoke run: every section runs and reports speeds, FLOPs and RSS growth."""
+    out = tmp_path / "scaling.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for section in ("batch", "image", "spe"):
+        for point in report[section]:
+            assert point["median_steps_per_s"] > 0 and point["flops"]["step"] > 0 and point["of_ceiling"] > 0
+    assert [point["steps_per_execution"] for point in report["spe"]] == [1, 2]
+    memory = report["memory"]
+    assert memory["steps"] == 100 and [step for step, _, _ in memory["samples"]] == [50, 100]
+    assert memory["rss_end_mib"] > 0 and "growth_mib" in memory
