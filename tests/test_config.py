@@ -73,7 +73,7 @@ width = 32
 learning_rate = 1e-3
 
 [penalties.r1]
-weight = 10.0
+gamma = 10.0
 """,
     )
     config = resolve_config(path)
@@ -82,7 +82,7 @@ weight = 10.0
     assert config.arch_options == {"width": 32}
     assert config.d_optimizer.learning_rate == 1e-3
     assert config.g_optimizer.learning_rate == 2e-4
-    assert config.penalties == {"r1": {"weight": 10.0}}
+    assert config.penalties == {"r1": {"gamma": 10.0}}
     assert config.loss == "nonsaturating"  # not in the file: the default
 
 

@@ -1,19 +1,24 @@
-"""Built-in adversarial losses: the original GAN objective, in its two generator forms.
+"""Built-in adversarial losses and the gradient penalties that regularise them.
 
-D emits raw logits x, and D(x) = sigmoid(x). The losses never form sigmoid(x):
--log sigmoid(x) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x), which stay
-finite and exact for any logit, where log(sigmoid(x)) underflows to -inf.
+A run composes one adversarial loss (``loss = "..."``) with any penalties
+(``[penalties.<name>]``); formulas, papers and recommended pairings are in ``docs/losses.md``.
+
+D emits one raw output per image. The logistic losses read it as a logit, D(x) = sigmoid(x),
+and never form sigmoid(x): -log sigmoid(x) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x)
+stay finite and exact for any logit, where log(sigmoid(x)) underflows to -inf. The least-squares,
+hinge and Wasserstein losses take the raw output as D's value itself (a linear last layer).
 
 Keras is imported inside the methods: listing plugins stays TensorFlow-free.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, hookimpl
+import ganframe
+from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, Penalty, hookimpl
 
 
 class NonSaturatingOptions(Options):
@@ -25,6 +30,18 @@ class NonSaturatingOptions(Options):
         lt=0.5,
         description="One-sided label smoothing: D's target for real images is 1 - label_smoothing.",
     )
+
+
+class GradientPenaltyOptions(Options):
+    """Options of ``gradient_penalty``."""
+
+    weight: float = Field(10.0, gt=0.0, description="lambda: the penalty is lambda * E[(||grad D(x_hat)|| - 1)^2].")
+
+
+class ZeroCentredOptions(Options):
+    """Options of ``r1`` and ``r2``."""
+
+    gamma: float = Field(10.0, gt=0.0, description="gamma: the penalty is gamma / 2 * E[||grad D(x)||^2].")
 
 
 def _logits(x: Any) -> Any:
@@ -71,6 +88,115 @@ class MinimaxLoss(LogisticLoss):
         return -ops.mean(ops.softplus(_logits(fake_logits)))
 
 
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN (Mao et al. 2017) with targets a = 0 (fake), b = 1 (real), c = 1 (G's aim), D's output linear.
+
+    Quadratic, so G keeps a gradient for fakes D already scores correctly but far from the real
+    data, where the sigmoid cross-entropy has saturated.
+    """
+
+    def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]."""
+        from keras import ops
+
+        real, fake = _logits(real_logits), _logits(fake_logits)
+        return 0.5 * ops.mean(ops.square(real - 1.0)) + 0.5 * ops.mean(ops.square(fake))
+
+    def generator_loss(self, fake_logits: Any) -> Any:
+        """1/2 E[(D(G(z)) - 1)^2]."""
+        from keras import ops
+
+        return 0.5 * ops.mean(ops.square(_logits(fake_logits) - 1.0))
+
+
+class WassersteinLoss(AdversarialLoss):
+    """WGAN (Arjovsky et al. 2017): D is a critic estimating E[D(x)] - E[D(G(z))].
+
+    Only meaningful with D kept (near) 1-Lipschitz: pair it with ``gradient_penalty``.
+    """
+
+    def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        """E[D(G(z))] - E[D(x)]: the negated Wasserstein estimate."""
+        from keras import ops
+
+        return ops.mean(_logits(fake_logits)) - ops.mean(_logits(real_logits))
+
+    def generator_loss(self, fake_logits: Any) -> Any:
+        """-E[D(G(z))]."""
+        from keras import ops
+
+        return -ops.mean(_logits(fake_logits))
+
+
+class HingeLoss(WassersteinLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): G's objective is the Wasserstein one.
+
+    D stops being pushed once real scores exceed 1 and fake scores fall below -1, which bounds
+    its outputs without a penalty.
+    """
+
+    def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
+        from keras import ops
+
+        real, fake = _logits(real_logits), _logits(fake_logits)
+        return ops.mean(ops.relu(1.0 - real)) + ops.mean(ops.relu(1.0 + fake))
+
+
+def _squared_norms(gradients: Any) -> Any:
+    """Per-sample squared L2 norms over all non-batch axes, in float32."""
+    from keras import ops
+
+    gradients = ops.cast(gradients, "float32")
+    return ops.sum(ops.square(gradients), axis=tuple(range(1, len(gradients.shape))))
+
+
+class GradientPenalty(Penalty):
+    """WGAN-GP (Gulrajani et al. 2017): lambda * E[(||grad D(x_hat)||_2 - 1)^2].
+
+    x_hat = eps * x + (1 - eps) * G(z) with eps ~ U[0, 1] per sample, drawn afresh on every
+    critic step from this penalty's own seed generator (made when the penalty is built, so a
+    run seeded by ``keras.utils.set_random_seed`` draws the same eps every time).
+    """
+
+    def __init__(self, weight: float) -> None:
+        import keras
+
+        self.weight = weight
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
+        import keras
+        from keras import ops
+
+        real = ops.convert_to_tensor(real)
+        shape = (ops.shape(real)[0],) + (1,) * (ops.ndim(real) - 1)  # one weight per image
+        eps = keras.random.uniform(shape, dtype=real.dtype, seed=self.seed_generator)
+        mixed = eps * real + (1.0 - eps) * ops.cast(fake, real.dtype)
+        # The tiny constant keeps the norm's gradient finite where D's input gradient is exactly
+        # zero (sqrt'(0) is infinite); it moves a norm by at most 1e-10, invisible in float32.
+        norms = ops.sqrt(_squared_norms(ganframe.input_gradients(critic, mixed)) + 1e-20)
+        return self.weight * ops.mean(ops.square(norms - 1.0))
+
+
+class ZeroCentredPenalty(Penalty):
+    """R1 (``on="real"``) or R2 (``on="fake"``), Mescheder et al. 2018: gamma / 2 * E[||grad D(x)||^2].
+
+    Pushes D's input gradient towards zero on one distribution, which makes training converge
+    locally for the non-saturating loss where the unregularised game oscillates.
+    """
+
+    def __init__(self, gamma: float, on: Literal["real", "fake"]) -> None:
+        self.gamma = gamma
+        self.on = on
+
+    def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
+        from keras import ops
+
+        images = ops.convert_to_tensor(real if self.on == "real" else fake)  # a tape can only watch tensors
+        return 0.5 * self.gamma * ops.mean(_squared_norms(ganframe.input_gradients(critic, images)))
+
+
 def build_nonsaturating(spec: DataSpec, options: NonSaturatingOptions) -> NonSaturatingLoss:
     """The default loss; what the seed's ``gan.train_on_batch(noise, ones)`` computes."""
     return NonSaturatingLoss(options.label_smoothing)
@@ -81,9 +207,34 @@ def build_minimax(spec: DataSpec, options: NoOptions) -> MinimaxLoss:
     return MinimaxLoss()
 
 
+def build_lsgan(spec: DataSpec, options: NoOptions) -> LeastSquaresLoss:
+    """No label smoothing: the targets are the loss's own labels, and overshooting them is already penalised."""
+    return LeastSquaresLoss()
+
+
+def build_hinge(spec: DataSpec, options: NoOptions) -> HingeLoss:
+    return HingeLoss()
+
+
+def build_wasserstein(spec: DataSpec, options: NoOptions) -> WassersteinLoss:
+    return WassersteinLoss()
+
+
+def build_gradient_penalty(spec: DataSpec, options: GradientPenaltyOptions) -> GradientPenalty:
+    return GradientPenalty(options.weight)
+
+
+def build_r1(spec: DataSpec, options: ZeroCentredOptions) -> ZeroCentredPenalty:
+    return ZeroCentredPenalty(options.gamma, on="real")
+
+
+def build_r2(spec: DataSpec, options: ZeroCentredOptions) -> ZeroCentredPenalty:
+    return ZeroCentredPenalty(options.gamma, on="fake")
+
+
 @hookimpl
 def ganframe_register_losses(register: Any) -> None:
-    """Register the built-in adversarial losses."""
+    """Register the built-in adversarial losses and penalties."""
     register(
         "nonsaturating",
         build_nonsaturating,
@@ -91,3 +242,14 @@ def ganframe_register_losses(register: Any) -> None:
         NonSaturatingOptions,
     )
     register("minimax", build_minimax, "Original minimax GAN loss (G minimises log(1 - D(G(z)))).", NoOptions)
+    register("lsgan", build_lsgan, "Least-squares GAN loss (Mao et al. 2017; targets 0, 1, 1).", NoOptions)
+    register("hinge", build_hinge, "Hinge loss (Lim & Ye 2017; SN-GAN): real scores above 1, fake below -1.", NoOptions)
+    register("wasserstein", build_wasserstein, "Wasserstein critic loss (WGAN); pair with gradient_penalty.", NoOptions)
+    register(
+        "gradient_penalty",
+        build_gradient_penalty,
+        "WGAN-GP penalty lambda * E[(||grad D(x_hat)|| - 1)^2] on real-fake interpolates (penalty).",
+        GradientPenaltyOptions,
+    )
+    register("r1", build_r1, "R1 penalty gamma/2 * E[||grad D(x)||^2] on real images (penalty).", ZeroCentredOptions)
+    register("r2", build_r2, "R2 penalty gamma/2 * E[||grad D(G(z))||^2] on fakes (penalty).", ZeroCentredOptions)
