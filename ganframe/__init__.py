@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "GAN": "ganframe.engine",
     "distributed": "ganframe.distribute",
+    "evaluate": "ganframe.evaluation",
     "input_gradients": "ganframe.engine",
     "Run": "ganframe.run",
     "train": "ganframe.run",

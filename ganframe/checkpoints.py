@@ -2,7 +2,8 @@
 
 A checkpoint holds both networks' weights (BatchNorm statistics included),
 both optimizers' slots and iteration counters, and the engine's random seed
-state, in a fixed order, plus the divergence guard's counters, plus a manifest
+state, in a fixed order, plus the divergence guard's counters and the generator's EMA weights
+(when the run keeps them), plus a manifest
 (step, shapes, SHA-256 of the arrays). It is written atomically; loading checks the
 manifest, so a truncated or corrupted file is reported by name instead of half-restoring.
 A write that fails (disk full, ...) raises :class:`RunError` and leaves the previous
@@ -34,7 +35,7 @@ _TEMPORARY = re.compile(r"^\.(ckpt-\d+|best)\.npz\..*\.tmp$")  # atomic_write's 
 BEST = "best.npz"
 
 #: Groups a checkpoint may lack (written before they existed): their variables keep their values.
-_OPTIONAL = ("guard",)
+_OPTIONAL = ("guard", "ema")
 
 
 def _groups(gan: Any) -> dict[str, list[Any]]:
@@ -45,6 +46,7 @@ def _groups(gan: Any) -> dict[str, list[Any]]:
         "d_optimizer": list(gan.d_optimizer.variables),
         "seed": [gan.seed_generator.state],
         "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
+        "ema": list(gan.ema_weights),  # empty without EMA
     }
 
 

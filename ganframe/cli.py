@@ -93,7 +93,9 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config TOML; flags override it."),
     arch: Optional[str] = typer.Option(None, help="Architecture (see `ganframe plugins`). Default: dense."),
     arch_option: Optional[list[str]] = typer.Option(None, "--arch-option", help="Architecture option KEY=VALUE (repeatable)."),
-    data: Optional[str] = typer.Option(None, help="Dataset: mnist, digits, npz, folder, or a plugin's. Default: mnist."),
+    conditional: bool = typer.Option(False, "--conditional", help="Class-conditional G and D (labelled data; "
+                                                                   "arch option conditional = true)."),
+    data: Optional[str] = typer.Option(None, help="Dataset: mnist, fashion_mnist, cifar10, digits, npz, folder, or a plugin's. Default: mnist."),
     data_option: Optional[list[str]] = typer.Option(None, "--data-option", help="Dataset option KEY=VALUE (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else config data_dir, else GANFRAME_DATA_DIR)."),
     loss: Optional[str] = typer.Option(None, help="Adversarial loss. Default: nonsaturating."),
@@ -127,6 +129,7 @@ def train(
     """Train a GAN, e.g. `ganframe train --arch dense --data mnist --steps 3000`."""
     overrides: dict[str, Any] = {
         "arch": arch,
+        "arch_options.conditional": True if conditional else None,
         "data": data,
         "data_dir": data_dir,
         "loss": loss,
@@ -263,11 +266,13 @@ def sample(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png for a grid, .npz for the raw array."),
     seed: int = typer.Option(0, help="Noise seed; the same seed gives the same images."),
     checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
+    class_: Optional[int] = typer.Option(None, "--class", help="Only this class (a conditional run's, 0 .. classes-1). "
+                                                               "Default: a grid with one class per row."),
 ) -> None:
     """Generate images from a run's latest checkpoint."""
     _check_output(out, {".png": "a grid", ".npz": "the array"})
-    path = _load_run(run, checkpoint).save_samples(out, n=n, seed=seed)
-    typer.echo(f"wrote {n} samples to {path}")
+    path = _load_run(run, checkpoint).save_samples(out, n=n, seed=seed, label=class_)
+    typer.echo(f"wrote {n} samples{'' if class_ is None else f' of class {class_}'} to {path}")
 
 
 @app.command()
@@ -282,6 +287,84 @@ def export(
         _check_output(out, {".keras": "a Keras model"})
     path = _load_run(run, checkpoint).export(out)
     typer.echo(f"wrote the generator to {path} (load it with keras.saving.load_model)")
+
+
+def _metric_options(names: list[str], extractor: str | None, items: list[str] | None, registry: Any) -> dict[str, dict]:
+    """Each metric's options from ``--extractor`` (for metrics that take one) and ``--metric-option METRIC.KEY=VALUE``."""
+    options: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for name in names:
+        if extractor is not None and "extractor" in registry.get("metric", name).options.model_fields:
+            options[name]["extractor"] = extractor
+    for key, value in _key_values(items, "--metric-option").items():
+        name, dot, field = key.partition(".")
+        if not dot or name not in options:
+            raise ConfigError(f"--metric-option {key}={value}: expected METRIC.KEY=VALUE for one of the --metric "
+                              f"names ({', '.join(names)}), e.g. kid.subsets=10")
+        options[name][field] = value
+    for name, values in options.items():
+        registry.options("metric", name, values)
+    return options
+
+
+def _print_scores(evaluation: Any) -> None:
+    """The scores as a table (rich when installed), then what they were measured on."""
+    rows = [(key, f"{value:.6g}", "higher" if evaluation.higher_is_better[key] else "lower")
+            for key, value in evaluation.scores.items()]
+    protocol = evaluation.protocol
+    real, fake = protocol["real"], protocol["fake"]
+    extractors = sorted({f"{m.get('extractor')} (weights sha256 {str(m.get('weights_hash'))[:12]})"
+                         for m in protocol["metrics"].values() if m.get("extractor")})
+    options = "".join(f" {key}={value}" for key, value in real["options"].items())
+    where = f" {fake['path']}" if "path" in fake else ""
+    notes = [f"real: {real['data']}{options}, {real['images']} images ({real['subset']})",
+             f"fake: {fake['source']}{where}, {fake['images']} images",
+             *(f"features: {text}" for text in extractors)]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        width = max(len(row[0]) for row in rows)
+        typer.echo("\n".join(f"{key:<{width}}  {value:>12}  ({better} is better)" for key, value, better in rows))
+    else:
+        table = Table("score", "value", "better")
+        for row in rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    typer.echo("\n".join(notes))
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    samples: Path = typer.Argument(..., metavar="RUN_OR_SAMPLES", help="A run directory (its generator makes --n "
+                                   "images), an .npz (key images, x or the only array) or .npy file, or a folder of PNG/JPEG images."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", "-m", help="fid, kid, inception_score, precision_recall, "
+                                                                            "density_coverage, or a plugin's. Repeatable. Default: fid."),
+    against: str = typer.Option("mnist:test", help="The real data: a dataset NAME or NAME:SPLIT, e.g. mnist:train."),
+    against_option: Optional[list[str]] = typer.Option(None, "--against-option", help="Real dataset option KEY=VALUE (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(None, help="The real data's directory (else GANFRAME_DATA_DIR)."),
+    extractor: Optional[str] = typer.Option(None, help="Feature extractor of every metric that has one: mnist (default) or inception."),
+    metric_option: Optional[list[str]] = typer.Option(None, "--metric-option", help="METRIC.KEY=VALUE, e.g. kid.subsets=10 (repeatable)."),
+    n: int = typer.Option(10_000, "--n", min=2, max=100_000, help="Images per set (fewer if either set has fewer)."),
+    seed: int = typer.Option(0, help="Seed of the run's noise and of the real subset."),
+    checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
+    out: Path = typer.Option(Path("scores.json"), "--out", "-o", help="Where to write the scores and their protocol (JSON)."),
+) -> None:
+    """Score a run's samples, or images in a file or folder, against real data, e.g. `ganframe evaluate RUN --metric fid --metric kid`."""
+    _check_output(out, {".json": "scores and their protocol"})
+    registry = get_registry()
+    options = _metric_options(metric or ["fid"], extractor, metric_option, registry)
+    typer.echo("loading TensorFlow ...", err=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ganframe.evaluation import evaluate as evaluate_samples
+    from ganframe.files import atomic_write
+
+    result = evaluate_samples(samples, against, options, n=n, against_options=_key_values(against_option, "--against-option"),
+                              data_dir=data_dir, seed=seed, checkpoint=checkpoint, registry=registry)
+    _print_scores(result)
+    with atomic_write(out, "w") as handle:
+        handle.write(json.dumps(result.to_json(), indent=2) + "\n")
+    typer.echo(f"wrote the scores and their protocol to {out}")
 
 
 def _interactive() -> bool:

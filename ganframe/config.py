@@ -112,6 +112,11 @@ class RunConfig(_Section):
     max_time: Seconds | None = None
     d_optimizer: OptimizerConfig = OptimizerConfig()
     g_optimizer: OptimizerConfig = OptimizerConfig()
+    ema: float | None = Field(
+        None, gt=0, lt=1,
+        description="decay of an exponential moving average of G's weights (e.g. 0.999), which sampling, "
+        "evaluation and export then use; none by default",
+    )
 
     seed: int = Field(0, ge=0, lt=2**31)
     jit_compile: bool = True

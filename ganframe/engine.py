@@ -12,6 +12,12 @@ is skipped inside the compiled step (a select in each of the optimizer's writes;
 Skips are counted in non-trainable variables (``d_skipped``, ``g_skipped``), saved in
 checkpoints; ``ganframe.run`` watches them and rolls back when they pile up.
 
+Generator EMA (``ema=d``): after each G update the step also moves a shadow copy of G's
+trainable weights, ``ema_w = d·ema_w + (1 − d)·w`` (non-trainable variables, saved in
+checkpoints as their own group). Sampling (``generate``, hence sample grids and evaluation)
+and export use those averaged weights (:meth:`GAN.sampling_weights`); BatchNorm's moving
+statistics stay G's own.
+
 Driven by ``fit``: Keras compiles ``train_step`` (XLA when ``jit_compile``),
 runs callbacks and ``steps_per_execution``. Only this module and the input
 pipeline touch TensorFlow directly; components use ``keras.layers``/``keras.ops``.
@@ -71,6 +77,7 @@ class GAN(keras.Model):
         num_classes: int | None = None,
         seed: int = 0,
         guard: bool = True,
+        ema: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,6 +111,16 @@ class GAN(keras.Model):
         }
         #: Total skips when the newest checkpoint was written or loaded (kept by ganframe.checkpoints).
         self.checkpointed_skips = 0
+        if ema is not None and not 0 < ema < 1:
+            raise ConfigError(f"ema must be a decay in (0, 1), e.g. 0.999; got {ema}")
+        self.ema = ema
+        #: The exponential moving average of each of G's trainable variables, in their order; empty without EMA.
+        #: Every replica computes the same average, so the first replica's write stands for all.
+        self.ema_weights = [
+            # from a copy of the value: a Keras variable made from another one's value shares it
+            keras.Variable(variable.numpy(), trainable=False, aggregation="only_first_replica", name=f"ema_{index}")
+            for index, variable in enumerate(self.generator.trainable_variables if ema is not None else [])
+        ]
 
     def compile(
         self,
@@ -229,6 +246,8 @@ class GAN(keras.Model):
             for penalty in self.g_penalties:
                 g_loss += penalty(self._critic(fake_labels), real, fake)
         self._update("g", self.g_optimizer, g_loss, tape, self.generator.trainable_variables, statistics)
+        for average, weight in zip(self.ema_weights, self.generator.trainable_variables):
+            average.assign(self.ema * average.value + (1 - self.ema) * weight.value)
 
         values = {
             "d_loss": d_loss,
@@ -333,16 +352,70 @@ class GAN(keras.Model):
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def generate(self, n: int, seed: int = 0, labels: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
-        """``n`` images (N, H, W, C) for noise drawn from ``seed``; the same seed gives the same images."""
+    @contextlib.contextmanager
+    def sampling_weights(self) -> Iterator[None]:
+        """While inside, G holds the weights sampling uses: its EMA when the GAN keeps one, else its own.
+
+        G's own weights are put back on exit, bit for bit. ``generate`` and ``Run.export`` use it.
+        """
+        weights = self.generator.trainable_variables
+        own = [np.array(variable.numpy()) for variable in weights] if self.ema_weights else []
+        try:
+            for variable, average in zip(weights, self.ema_weights):
+                variable.assign(average.value)
+            yield
+        finally:
+            for variable, value in zip(weights, own):
+                variable.assign(value)
+
+    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256) -> np.ndarray:
+        """``n`` images (N, H, W, C) for noise drawn from ``seed``; the same seed gives the same images.
+
+        A conditional GAN generates class ``labels[i]`` as image ``i`` (default: the classes in turn).
+        """
         noise = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
-        if self.conditional and labels is None:
-            labels = np.arange(n) % self.num_classes
+        labels = self.sample_labels(n, labels)
         chunks = []
-        for start in range(0, n, batch_size):
-            batch_labels = None if labels is None else np.asarray(labels[start:start + batch_size], np.int32)
-            chunks.append(np.asarray(self._generate(noise[start:start + batch_size], batch_labels, training=False)))
+        with self.sampling_weights():
+            for start in range(0, n, batch_size):
+                batch_labels = None if labels is None else labels[start:start + batch_size]
+                chunks.append(np.asarray(self._generate(noise[start:start + batch_size], batch_labels, training=False)))
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.generator.output_shape[1:]), np.float32)
+
+    def sample_labels(self, n: int, labels: Any = None) -> np.ndarray | None:
+        """The labels ``generate`` uses for ``n`` images: ``labels`` checked against the classes, as int32, or
+        the default (the classes in turn; None for unconditional networks).
+        """
+        if labels is None:
+            return (np.arange(n) % self.num_classes).astype(np.int32) if self.conditional else None
+        if not self.conditional:
+            raise ConfigError("class labels were given, but this GAN is not conditional: train it with conditional "
+                              "networks (--conditional, arch option conditional = true) to generate chosen classes")
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ConfigError(f"labels must be {n} integer class ids, one per image; got shape {labels.shape}, "
+                              f"dtype {labels.dtype}")
+        wrong = labels[(labels < 0) | (labels >= self.num_classes)]
+        if wrong.size:
+            raise ConfigError(f"class {wrong[0]} is not one of this run's {self.num_classes} classes "
+                              f"(0..{self.num_classes - 1})")
+        return labels.astype(np.int32)
+
+    def sample_grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:
+        """``n`` samples in grid order and the grid's columns (None: square).
+
+        A conditional GAN's grid has one class per row: the ``n`` images share out over the classes
+        as evenly as they go, and a row with one image fewer ends in a blank cell (the lowest value).
+        """
+        if not self.conditional:
+            return self.generate(n, seed=seed), None
+        labels = np.sort(np.arange(n) % self.num_classes).astype(np.int32)
+        images = self.generate(n, seed=seed, labels=labels)
+        columns = -(-n // self.num_classes)
+        grid = np.full((min(n, self.num_classes) * columns, *images.shape[1:]), self.output_range[0], np.float32)
+        within_class = np.arange(n) - np.searchsorted(labels, labels)  # labels are sorted: first index of each class
+        grid[labels * columns + within_class] = images
+        return grid, columns
 
 
 def _slice_major(values: Any) -> Any:

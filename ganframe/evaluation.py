@@ -5,23 +5,53 @@ a baseline that also checks the configuration early) the :class:`Evaluator` draw
 ``evaluation.samples`` images from fixed noise, scores them against as many real images
 with every configured metric, appends a row to ``evaluations.csv`` and prints it. When
 ``evaluation.best`` names one of the scores, each improvement is saved to
-``checkpoints/best.npz`` (a named slot that rotation never removes).
+``checkpoints/best.npz`` (a named slot that rotation never removes). What the scores depend on
+(each metric's extractor, its weights' hash, preprocessing, the sample counts) goes to
+``evaluations.json`` beside the CSV.
+
+:func:`evaluate` scores samples outside training (a run, an array file, an image folder)
+against a named real data set; ``ganframe evaluate`` is its face (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 
+from ganframe import __version__
 from ganframe.checkpoints import BEST, save_checkpoint
 from ganframe.config import EvaluationConfig
-from ganframe.contract import Metric
-from ganframe.errors import ConfigError
-from ganframe.files import CsvLog
+from ganframe.contract import DataContext, DataSpec, Metric
+from ganframe.errors import ConfigError, DataError
+from ganframe.files import CsvLog, atomic_write
+from ganframe.plugins import Registry, get_registry
+
+
+def metric_protocol(metric: Metric) -> dict[str, Any]:
+    """What a metric's values depend on: its own ``protocol()`` (the built-ins: extractor, weights' hash,
+    preprocessing, options) where it has one, else just its direction."""
+    protocol = getattr(metric, "protocol", None)
+    return protocol() if callable(protocol) else {"higher_is_better": metric.higher_is_better}
+
+
+def compute_scores(metrics: dict[str, Metric], real: np.ndarray, fake: np.ndarray
+                   ) -> tuple[dict[str, float], dict[str, bool]]:
+    """Every metric's values for these sets, and whether higher is better for each; a key two metrics report is refused."""
+    scores: dict[str, float] = {}
+    higher: dict[str, bool] = {}
+    for name, metric in metrics.items():
+        for key, value in metric.compute(real, fake).items():
+            if key in scores:
+                raise ConfigError(f"metrics: {name!r} reports {key!r}, which another metric reports too")
+            scores[key], higher[key] = float(value), metric.higher_is_better
+    return scores, higher
 
 
 class Evaluator(keras.callbacks.Callback):
@@ -43,6 +73,7 @@ class Evaluator(keras.callbacks.Callback):
         self.evaluated_step = -1
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.write_protocol()
         self.last_step = self.model.global_step
         if self.last_step == 0 and self.evaluated_step != 0:  # a new run (not a rollback to its start)
             self.evaluate(0)
@@ -59,15 +90,20 @@ class Evaluator(keras.callbacks.Callback):
 
     def score(self) -> tuple[dict[str, float], dict[str, bool]]:
         """Every metric's values on fresh samples from fixed noise, and whether higher is better for each."""
-        fake = self.model.generate(len(self.real), seed=self.seed + 1)
-        scores: dict[str, float] = {}
-        higher: dict[str, bool] = {}
-        for name, metric in self.metrics.items():
-            for key, value in metric.compute(self.real, fake).items():
-                if key in scores:
-                    raise ConfigError(f"metrics: {name!r} reports {key!r}, which another metric reports too")
-                scores[key], higher[key] = float(value), metric.higher_is_better
-        return scores, higher
+        return compute_scores(self.metrics, self.real, self.model.generate(len(self.real), seed=self.seed + 1))
+
+    def write_protocol(self) -> None:
+        """``evaluations.json``: what the scores in ``evaluations.csv`` depend on."""
+        protocol = {
+            "ganframe": __version__,
+            "real": f"a random subset of the run's training data (config.toml: data, data_options), seed {self.seed}",
+            "fake": f"generated from fixed noise, seed {self.seed + 1}",
+            "n_real": len(self.real),
+            "n_fake": len(self.real),
+            "metrics": {name: metric_protocol(metric) for name, metric in self.metrics.items()},
+        }
+        with atomic_write(self.log.path.with_suffix(".json"), "w") as handle:
+            handle.write(json.dumps(protocol, indent=2) + "\n")
 
     def evaluate(self, step: int) -> None:
         started = time.perf_counter()
@@ -94,3 +130,121 @@ class Evaluator(keras.callbacks.Callback):
     def set_state(self, state: dict[str, Any], step: int) -> None:
         self.best, self.best_step = state.get("best"), state.get("best_step")
         self.log.truncate_after(step)
+
+
+# -- scoring samples outside training: ganframe evaluate -------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Scores of one set of samples against one real set, and the protocol they hold under."""
+
+    scores: dict[str, float]
+    higher_is_better: dict[str, bool]
+    protocol: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scores": self.scores, "higher_is_better": self.higher_is_better, "protocol": self.protocol}
+
+
+def parse_against(text: str) -> tuple[str, dict[str, Any]]:
+    """``"mnist:test"`` -> ``("mnist", {"split": "test"})``; ``"digits"`` -> ``("digits", {})``."""
+    name, colon, split = text.partition(":")
+    if not name or (colon and not split):
+        raise ConfigError(f"--against {text!r}: expected NAME or NAME:SPLIT, e.g. mnist:test")
+    return name, {"split": split} if colon else {}
+
+
+def _rescale(images: np.ndarray, source: tuple[float, float], target: tuple[float, float]) -> np.ndarray:
+    """Images mapped linearly from one value range to another (a run trained on [-1, 1] data against [0, 1] data)."""
+    if tuple(map(float, source)) == tuple(map(float, target)):
+        return images
+    unit = (images - source[0]) / (source[1] - source[0])
+    return (target[0] + unit * (target[1] - target[0])).astype(np.float32)
+
+
+def samples_kind(samples: str | Path | np.ndarray) -> str:
+    """``"array"``, ``"run"``, ``"folder"`` or ``"file"``; a path that is none of them is refused before any work."""
+    if isinstance(samples, np.ndarray):
+        return "array"
+    path = Path(samples)
+    if not path.exists():
+        raise DataError(f"samples {str(path)!r} do not exist; give a run directory, an .npz/.npy file or a folder of images")
+    if path.is_dir():
+        return "run" if (path / "config.toml").is_file() else "folder"
+    if path.suffix.lower() in (".npz", ".npy"):
+        return "file"
+    raise DataError(f"samples {str(path)!r}: expected a run directory, an .npz/.npy file or a folder of PNG/JPEG images")
+
+
+def load_samples(samples: str | Path | np.ndarray, n: int, spec: DataSpec, *, registry: Registry, seed: int = 0,
+                 checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Up to ``n`` images to score, in ``spec``'s value range, and where they came from.
+
+    A run directory generates ``n`` from noise seeded by ``seed`` (its checkpoint: the newest good
+    one, or ``checkpoint``); an ``.npz``/``.npy`` file or an image folder gives its first ``n`` images,
+    read by the ``npz`` and ``folder`` datasets (a folder resized to ``spec``'s size).
+    """
+    kind = samples_kind(samples)
+    if kind == "array":
+        return samples[:n], {"source": "array"}
+    path, context = Path(samples), DataContext(None, seed)
+    if kind == "run":
+        from ganframe.run import load_run  # run imports this module
+
+        run = load_run(path, checkpoint=checkpoint, registry=registry)
+        images = _rescale(run.generate(n, seed=seed), run.spec.value_range, spec.value_range)
+        return images, {"source": "run", "path": str(path), "step": run.step, "checkpoint": checkpoint or "latest",
+                        "seed": seed}
+    if kind == "folder":
+        options = {"path": str(path), "channels": spec.channels, "size": [spec.height, spec.width], "limit": n}
+        data = registry.build("dataset", "folder", options, context)
+        where = {"source": "folder", "path": str(path), "resized_to": [spec.height, spec.width]}
+    else:
+        data = registry.build("dataset", "npz", {"path": str(path), "limit": n}, context)
+        where = {"source": "file", "path": str(path)}
+    return _rescale(data.images, data.spec.value_range, spec.value_range), where
+
+
+def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
+             metrics: Sequence[str] | dict[str, dict[str, Any]] = ("fid",), *, n: int = 10_000,
+             against_options: dict[str, Any] | None = None, data_dir: str | Path | None = None, seed: int = 0,
+             checkpoint: str | None = None, registry: Registry | None = None) -> Evaluation:
+    """Score ``samples`` (a run directory, an .npz/.npy, an image folder or an array) against real data.
+
+    ``against`` names a dataset, optionally with a split (``mnist:test``); ``against_options`` are
+    more of its options, ``data_dir`` its directory (else ``GANFRAME_DATA_DIR``). Both sets hold
+    the same number of images: ``n``, or fewer when either has fewer; a larger real set gives a
+    random subset drawn with ``seed``. ``metrics`` are names, or names with options.
+    """
+    registry = registry or get_registry()
+    requested = dict.fromkeys(metrics, {}) if not isinstance(metrics, dict) else metrics
+    for name, options in requested.items():
+        registry.options("metric", name, options)  # every name and option checked before any work
+    samples_kind(samples)
+    name, options = parse_against(against)
+    options.update(against_options or {})
+    directory = data_dir or os.environ.get("GANFRAME_DATA_DIR") or None
+    real = registry.build("dataset", name, options, DataContext(Path(directory) if directory else None, seed))
+    fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,
+                                checkpoint=checkpoint)
+    if tuple(fake.shape[1:]) != tuple(real.spec.shape):
+        raise DataError(f"the samples are {'x'.join(map(str, fake.shape[1:]))} images but {against} holds "
+                        f"{'x'.join(map(str, real.spec.shape))}; score them against data of their own shape")
+    count = min(n, len(real), len(fake))
+    picked = np.sort(np.random.default_rng(seed).choice(len(real), count, replace=False)) if count < len(real) else None
+    real_images = real.images if picked is None else real.images[picked]
+    built = {metric: registry.build("metric", metric, values, real.spec) for metric, values in requested.items()}
+    started = time.perf_counter()
+    scores, higher = compute_scores(built, real_images, fake[:count])
+    protocol = {
+        "ganframe": __version__,
+        "real": {"data": name, "options": options, "images": count,
+                 "subset": "all" if picked is None else f"random, seed {seed}, of {len(real)}"},
+        "fake": {**source, "images": count},
+        "n_real": count,
+        "n_fake": count,
+        "metrics": {metric: metric_protocol(built[metric]) for metric in built},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return Evaluation(scores, higher, json.loads(json.dumps(protocol, default=str)))

@@ -37,6 +37,8 @@ BUILTIN_PLUGINS = (
     "ganframe.builtin.datasets",
     "ganframe.builtin.losses",
     "ganframe.builtin.callbacks",
+    "ganframe.builtin.features",
+    "ganframe.builtin.metrics",
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")

@@ -56,7 +56,8 @@ from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
-RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "samples", "checkpoints", "generator.keras")
+RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "samples", "checkpoints",
+             "generator.keras")
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "divergence", "jit_compile",
@@ -83,34 +84,47 @@ class Run:
     def step(self) -> int:
         return self.gan.global_step
 
-    def generate(self, n: int, seed: int = 0, labels: np.ndarray | None = None) -> np.ndarray:
-        """``n`` images within the data's value range; the same seed gives the same images."""
+    def generate(self, n: int, seed: int = 0, labels: Any = None) -> np.ndarray:
+        """``n`` images within the data's value range; the same seed gives the same images.
+
+        A conditional run generates class ``labels[i]`` as image ``i`` (default: the classes in turn).
+        """
         return self.gan.generate(n, seed=seed, labels=labels)
 
-    def save_samples(self, out: str | Path, n: int = 64, seed: int = 0) -> Path:
-        """A PNG grid (``.png``) or the raw float32 array (``.npz``, key ``images``)."""
+    def save_samples(self, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None) -> Path:
+        """A PNG grid (``.png``) or the raw float32 array (``.npz``, key ``images``; ``labels`` if conditional).
+
+        ``label`` generates only that class; without it, a conditional run's grid has one class per row.
+        """
         out = Path(out)
+        if out.suffix.lower() not in (".png", ".npz"):
+            raise ConfigError(f"sample output {str(out)!r}: the extension must be .png (a grid) or .npz (the array)")
         if out.suffix.lower() == ".png" and self.spec.channels not in (1, 3):
             raise ConfigError(f"sample output {str(out)!r}: this run's data of shape {self.spec.shape} are not "
                               "images (1 or 3 channels); write the array with a .npz path instead")
-        images = self.generate(n, seed=seed)
+        labels = None if label is None else np.full(n, label)
         if out.suffix.lower() == ".png":
-            save_image_grid(images, out, self.spec.value_range)
-        elif out.suffix.lower() == ".npz":
-            with atomic_write(out) as handle:
-                np.savez(handle, images=images)
+            # one class: a square grid; else a conditional run's has one class per row
+            images, columns = self.gan.sample_grid(n, seed) if label is None else (self.generate(n, seed, labels), None)
+            save_image_grid(images, out, self.spec.value_range, columns=columns)
         else:
-            raise ConfigError(f"sample output {str(out)!r}: the extension must be .png (a grid) or .npz (the array)")
+            labels = self.gan.sample_labels(n, labels)
+            arrays = {"images": self.generate(n, seed=seed, labels=labels)}
+            if labels is not None:
+                arrays["labels"] = labels
+            with atomic_write(out) as handle:
+                np.savez(handle, **arrays)
         return out
 
     def export(self, path: str | Path | None = None) -> Path:
-        """The generator alone as a ``.keras`` file (default: ``<run>/generator.keras``)."""
+        """The generator alone as a ``.keras`` file (default: ``<run>/generator.keras``); its EMA weights if kept."""
         path = Path(path) if path is not None else self.path / "generator.keras"
         if path.suffix != ".keras":
             raise ConfigError(f"export path {str(path)!r} must end in .keras")
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.stem}.tmp.keras")
-        self.generator.save(temporary)
+        with self.gan.sampling_weights():  # the EMA weights, when the run keeps them
+            self.generator.save(temporary)
         os.replace(temporary, path)
         return path
 
@@ -129,7 +143,7 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             raise ConfigError(
                 f"architecture {config.arch!r} generates values in [{low:g}, {high:g}] but data set "
                 f"{config.data!r} lies in [{spec.value_range[0]:g}, {spec.value_range[1]:g}]; "
-                "choose an output activation (arch option) that matches the data"
+                "set the arch option output_activation (tanh for [-1, 1], sigmoid for [0, 1]) or the data option value_range"
             )
         loss = registry.build("loss", config.loss, config.loss_options, spec)
         if not isinstance(loss, AdversarialLoss):
@@ -148,6 +162,7 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             num_classes=spec.num_classes,
             seed=config.seed,
             guard=config.divergence.enabled,
+            ema=config.ema,
         )
         gan.compile(
             _optimizer(config.d_optimizer),

@@ -1,5 +1,7 @@
 """Shared pytest fixtures.
 
+``private_cache`` (automatic): ``GANFRAME_CACHE_DIR`` points at a temporary directory.
+
 ``installed_plugins``: the real plugin distributions in ``tests/plugin_packages``,
 pip-installed into a private directory that is on ``sys.path`` only while a test
 that asks for the fixture runs (other tests never see them).
@@ -88,6 +90,19 @@ def _build_plugin_dirs(root: Path, scratch: Path) -> None:
     for directory, packages in PLUGIN_DIRS.items():
         _pip_install(packages, root / directory, scratch / directory)
     (root / "complete").write_text("ok\n")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Reference statistics of metrics go to a temporary cache, never the user's ~/.cache/ganframe."""
+    path = tmp_path_factory.mktemp("ganframe-cache")
+    previous = os.environ.get("GANFRAME_CACHE_DIR")
+    os.environ["GANFRAME_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GANFRAME_CACHE_DIR", None)
+    else:
+        os.environ["GANFRAME_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from ganframe import ConfigError, DataSpec, load_plugins
+from ganframe.testing import check_architecture
 
 DIGITS = DataSpec((8, 8, 1))
 MNIST = DataSpec((28, 28, 1))
 CIFAR = DataSpec((32, 32, 3))
 SMALL_DENSE = {"g_widths": [16, 32], "d_widths": [32, 16]}
 SMALL_DCGAN = {"base_channels": 8}
+SMALL_RESNET = {"g_channels": 8, "d_channels": 8, "latent_dim": 16}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,9 @@ def test_module_imports_no_tensorflow():
         ("dcgan", SMALL_DCGAN, MNIST),
         ("dcgan", SMALL_DCGAN, CIFAR),
         ("dcgan", SMALL_DCGAN, DataSpec((16, 16, 1))),
+        ("resnet", SMALL_RESNET, CIFAR),
+        ("resnet", SMALL_RESNET, DIGITS),
+        ("resnet", SMALL_RESNET, DataSpec((16, 16, 3))),
     ],
 )
 def test_shapes_and_range(registry, arch, options, spec):
@@ -83,9 +88,12 @@ def test_discriminator_outputs_raw_logits(registry, arch, options):
         np.testing.assert_allclose(np.asarray(nets.discriminator(images, training=False)), value)
 
 
-@pytest.mark.parametrize(("arch", "options"), [("dense", SMALL_DENSE), ("dcgan", SMALL_DCGAN)])
-def test_tanh_output(registry, arch, options):
-    nets = registry.build("architecture", arch, {**options, "output_activation": "tanh", "latent_dim": 7}, MNIST)
+@pytest.mark.parametrize(
+    ("arch", "options", "spec"),
+    [("dense", SMALL_DENSE, MNIST), ("dcgan", SMALL_DCGAN, MNIST), ("resnet", SMALL_RESNET, DIGITS)],
+)
+def test_tanh_output(registry, arch, options, spec):
+    nets = registry.build("architecture", arch, {**options, "output_activation": "tanh", "latent_dim": 7}, spec)
     assert nets.output_range == (-1.0, 1.0)
     assert nets.latent_dim == 7
     images = generate(nets, n=8)
@@ -113,6 +121,9 @@ def test_dcgan_refuses_unsupported_sizes(registry, shape):
         ("dense", {"widths": [16]}, "widths"),
         ("dcgan", {"base_channels": 0}, "base_channels"),
         ("dcgan", {"g_widths": [16]}, "g_widths"),
+        ("dcgan", {"conditional": "sometimes"}, "conditional"),
+        ("resnet", {"g_channels": 0}, "g_channels"),
+        ("resnet", {"spectral_norm": "yes please"}, "spectral_norm"),
     ],
 )
 def test_bad_options_name_field_and_component(registry, arch, options, field):
@@ -121,3 +132,87 @@ def test_bad_options_name_field_and_component(registry, arch, options, field):
     message = str(error.value)
     assert f"architecture '{arch}'" in message
     assert field in message
+
+
+def test_resnet_is_the_sngan_cifar_model(registry):
+    """At 32x32: G 4x4 → three upsampling blocks → 32x32; D two halving blocks, two at 8x8, sum pooling, SN."""
+    nets = registry.build("architecture", "resnet", {}, CIFAR)
+    assert nets.latent_dim == 128
+    g_layers = [layer.__class__.__name__ for layer in nets.generator.layers]
+    assert g_layers.count("UpSampling2D") == 2 * 3  # residual path and shortcut of each block
+    assert nets.generator.get_layer(index=2).output.shape[1:] == (4, 4, 64)  # Dense, Reshape
+    assert nets.generator.layers[-1].kernel.shape == (3, 3, 64, 3)
+    d_layers = [layer.__class__.__name__ for layer in nets.discriminator.layers]
+    assert d_layers.count("AveragePooling2D") == 2  # one per halving block, shared by its two paths
+    assert d_layers.count("Add") == 4
+    assert "BatchNormalization" not in d_layers and "Conv2D" not in d_layers  # every conv wrapped
+    assert d_layers.count("SpectralNormalization") == 4 * 2 + 2 + 1  # two convs per block, 2 shortcut convs, logit
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (24, 24, 3), (4, 4, 1), (32, 16, 3)])
+def test_resnet_refuses_unsupported_sizes(registry, shape):
+    with pytest.raises(ConfigError) as error:
+        registry.build("architecture", "resnet", SMALL_RESNET, DataSpec(shape))
+    message = str(error.value)
+    assert "power of two >= 8" in message and "x".join(map(str, shape)) in message and "--arch dense" in message
+
+
+def largest_singular_value(kernel) -> float:
+    matrix = np.asarray(kernel).reshape(-1, kernel.shape[-1])
+    return float(np.linalg.svd(matrix, compute_uv=False)[0])
+
+
+@pytest.mark.parametrize(("arch", "options"), [("dense", SMALL_DENSE), ("resnet", SMALL_RESNET)])
+def test_spectral_norm_normalizes_every_weight_of_d(registry, arch, options):
+    nets = registry.build("architecture", arch, {**options, "spectral_norm": True}, DIGITS)
+    wrapped = [layer for layer in nets.discriminator.layers if layer.__class__.__name__ == "SpectralNormalization"]
+    images = generate(nets, n=8)
+    before = [largest_singular_value(layer.kernel) for layer in wrapped]
+    nets.discriminator(images, training=False)  # inference leaves the weights alone
+    assert [largest_singular_value(layer.kernel) for layer in wrapped] == before
+    for _ in range(50):  # one power iteration per training call (a run does one per D call, every step)
+        nets.discriminator(images, training=True)
+    after = [largest_singular_value(layer.kernel) for layer in wrapped]
+    assert max(abs(np.array(before) - 1)) > 0.1, before
+    np.testing.assert_allclose(after, 1.0, atol=5e-3)
+    # the power iteration's vector is D state, so checkpoints (which hold discriminator.variables) keep it
+    u = [v for v in nets.discriminator.non_trainable_variables if "vector_u" in v.path]
+    assert len(u) == len(wrapped) and all(any(v is w for w in nets.discriminator.variables) for v in u)
+
+
+TINY_CLASSES = DataSpec((8, 8, 1), num_classes=3)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+@pytest.mark.parametrize(
+    ("arch", "options", "spec"),
+    [
+        ("dense", {**SMALL_DENSE, "latent_dim": 8}, TINY_CLASSES),
+        ("dcgan", {"base_channels": 4, "latent_dim": 8}, DataSpec((16, 16, 1), num_classes=3)),
+        ("resnet", {**SMALL_RESNET, "latent_dim": 8}, TINY_CLASSES),
+    ],
+)
+def test_every_architecture_honours_the_contract(registry, arch, options, spec, conditional):
+    """Conditional variants take [inputs, labels]; spectral norm on D in the conditional ones (resnet: always)."""
+    nets = check_architecture(arch, {**options, "conditional": conditional, "spectral_norm": conditional},
+                              registry=registry, spec=spec)
+    assert nets.conditional is conditional
+    assert len(nets.generator.inputs) == len(nets.discriminator.inputs) == 1 + conditional
+
+
+def test_a_conditional_network_compiles_with_xla(registry):
+    check_architecture("dense", {**SMALL_DENSE, "latent_dim": 8, "conditional": True, "spectral_norm": True},
+                       registry=registry, spec=TINY_CLASSES, jit_compile=True)
+
+
+def test_projection_discriminator_depends_on_the_label(registry):
+    nets = registry.build("architecture", "dense", {**SMALL_DENSE, "conditional": True}, TINY_CLASSES)
+    images = np.random.default_rng(0).random((3, 8, 8, 1)).astype("float32")
+    logits = [np.asarray(nets.discriminator([images, np.full(3, k, np.int32)], training=False)) for k in range(3)]
+    assert not np.allclose(logits[0], logits[1]) and not np.allclose(logits[1], logits[2])
+
+
+@pytest.mark.parametrize("arch", ["dense", "dcgan", "resnet"])
+def test_conditional_needs_labelled_data(registry, arch):
+    with pytest.raises(ConfigError, match=f"'{arch}' with conditional = true needs labelled data"):
+        registry.build("architecture", arch, {"conditional": True}, DataSpec((16, 16, 1)))

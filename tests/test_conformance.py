@@ -31,6 +31,8 @@ from ganframe import (
     Penalty,
     hookimpl,
 )
+from ganframe.builtin import datasets as builtin_datasets
+from ganframe.builtin.features import InceptionOptions, inception_weights
 from ganframe.plugins import load_plugins
 from ganframe.testing import (
     TINY_SPEC,
@@ -44,6 +46,7 @@ from ganframe.testing import (
     isolated_registry,
     tiny_data,
 )
+from datafiles import write_cifar, write_mnist
 
 CHECKS: dict[str, Callable[..., Any]] = {
     "architecture": check_architecture,
@@ -91,13 +94,42 @@ def image_folder(directory: Path) -> dict[str, Any]:
 
 
 #: Built-in datasets that read files: each writes a tiny set into a directory and returns the check's arguments.
-DATA_FILES: dict[str, Callable[[Path], dict[str, Any]]] = {"mnist": mnist_files, "npz": npz_file, "folder": image_folder}
+def fashion_files(directory: Path) -> dict[str, Any]:
+    write_mnist(directory / "fashion-mnist")
+    return {"options": {"limit": 16}, "data_dir": directory}
+
+
+def cifar10_files(directory: Path) -> dict[str, Any]:
+    write_cifar(directory)  # 3 records per file: the test sets CIFAR10_RECORDS to match
+    return {"options": {"limit": 16}, "data_dir": directory}
+
+
+DATA_FILES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "mnist": mnist_files, "fashion_mnist": fashion_files, "cifar10": cifar10_files, "npz": npz_file,
+    "folder": image_folder,
+}
+
+
+def _inception_weights_present() -> bool:
+    try:
+        inception_weights(InceptionOptions())
+    except ganframe.ConfigError:
+        return False
+    return True
+
+
+#: Built-ins that need a file ganframe never downloads: checked only where it exists.
+NEEDS_FILES = {("feature_extractor", "inception"): pytest.mark.skipif(not _inception_weights_present(),
+                                                                      reason="no local InceptionV3 weights")}
 
 
 @pytest.mark.parametrize(
-    ("kind", "name"), [(kind, name) for kind in KINDS for name in BUILTINS.names(kind)], ids=lambda value: value
+    ("kind", "name"),
+    [pytest.param(kind, name, marks=NEEDS_FILES.get((kind, name), ()), id=f"{kind}-{name}")
+     for kind in KINDS for name in BUILTINS.names(kind)],
 )
-def test_builtin_components_pass_their_check(kind, name, ganframe_registry, tmp_path):
+def test_builtin_components_pass_their_check(kind, name, ganframe_registry, tmp_path, monkeypatch):
+    monkeypatch.setattr(builtin_datasets, "CIFAR10_RECORDS", 3)  # the original's 10000 per file: 180 MB
     arguments = DATA_FILES[name](tmp_path) if kind == "dataset" and name in DATA_FILES else ARGUMENTS.get((kind, name), {})
     CHECKS[kind](name, registry=ganframe_registry, **arguments)
 
@@ -387,8 +419,9 @@ def test_options_are_validated_and_an_unknown_component_is_named(throwaway):
     with pytest.raises(AssertionError, match=r"architecture 'dense' \(plugin 'ganframe.builtin.archs'\): options "
                                              r"\{'latent_dim': -1\} are refused"):
         check_architecture("dense", {"latent_dim": -1}, registry=throwaway)
-    with pytest.raises(AssertionError, match="metric 'fid' is not registered; metric names: broken-backwards, good-gap"):
-        check_metric("fid", registry=throwaway)
+    with pytest.raises(AssertionError, match="metric 'fdi' is not registered; metric names: broken-backwards, "
+                                             "density_coverage, fid, good-gap, inception_score, kid, precision_recall"):
+        check_metric("fdi", registry=throwaway)
 
 
 def test_a_conditional_architecture_needs_classes_in_the_spec(throwaway):

@@ -8,10 +8,8 @@ present. No test reads the real Keras cache or downloads anything: ``offline`` b
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import tarfile
@@ -25,6 +23,7 @@ from PIL import Image
 import ganframe.builtin.datasets as datasets
 from ganframe import ConfigError, DataContext, DataError, ImageData, load_plugins
 from ganframe.testing import check_dataset
+from datafiles import CIFAR_FILES, cifar_batch, idx_bytes, write_cifar, write_mnist
 
 REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist")
 IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -85,32 +84,6 @@ def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None, valu
 
 
 # ---------------------------------------------------------------------------------------------- MNIST
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None, count: int | None = None) -> bytes:
-    """The IDX encoding of a uint8 array: big-endian magic, dimensions, then the raw bytes."""
-    magic = magic if magic is not None else 2048 + array.ndim
-    dims = (count if count is not None else array.shape[0], *array.shape[1:])
-    return struct.pack(f">I{array.ndim}I", magic, *dims) + array.astype(np.uint8).tobytes()
-
-
-def write_mnist(directory: Path, train: int = 20, test: int = 12, gz: bool = True) -> dict[str, np.ndarray]:
-    """Tiny MNIST in the four standard files; returns the arrays written."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": (np.arange(train) % 10).astype(np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": (np.arange(test)[::-1] % 10).astype(np.uint8),
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    for stem, array in arrays.items():
-        raw = idx_bytes(array)
-        if gz:
-            (directory / f"{stem}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (directory / stem).write_bytes(raw)
-    return arrays
 
 
 def test_mnist_from_idx_gz(load, tmp_path):
@@ -301,42 +274,11 @@ def test_fashion_mnist_data_dir_without_the_files(load, tmp_path):
 
 # ------------------------------------------------------------------------------------------ CIFAR-10
 
-CIFAR_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-
-
 @pytest.fixture
 def records(monkeypatch) -> int:
     """Records per CIFAR-10 file: 3 in the tests' files (10000 in the original, whose exact size is checked)."""
     monkeypatch.setattr(datasets, "CIFAR10_RECORDS", 3)
     return 3
-
-
-def cifar_batch(first: int, count: int) -> bytes:
-    """``count`` CIFAR-10 binary records, numbered from ``first``: record k has label k % 10, red pixel
-    (row, column) = (32 * row + column) % 256, green 7 everywhere and blue k everywhere."""
-    red = (np.arange(1024) % 256).astype(np.uint8).tobytes()
-    return b"".join(bytes([k % 10]) + red + bytes([7]) * 1024 + bytes([k]) * 1024 for k in range(first, first + count))
-
-
-def cifar_files(count: int = 3) -> dict[str, bytes]:
-    return {name: cifar_batch(index * count, count) for index, name in enumerate(CIFAR_FILES)}
-
-
-def write_cifar(directory: Path, count: int = 3, layout: str = "folder") -> Path:
-    """The binary version in ``directory``: the extracted folder, the bare .bin files, or the .tar.gz archive."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if layout == "archive":
-        with tarfile.open(directory / "cifar-10-binary.tar.gz", "w:gz") as tar:
-            for name, raw in {"batches.meta.txt": b"airplane\n", **cifar_files(count)}.items():
-                member = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-                member.size = len(raw)
-                tar.addfile(member, io.BytesIO(raw))
-        return directory / "cifar-10-binary.tar.gz"
-    folder = directory / "cifar-10-batches-bin" if layout == "folder" else directory
-    folder.mkdir(exist_ok=True)
-    for name, raw in cifar_files(count).items():
-        (folder / name).write_bytes(raw)
-    return folder
 
 
 def check_cifar(data: ImageData, numbers: range) -> None:

@@ -17,6 +17,7 @@ import fnmatch
 import gzip
 import hashlib
 import os
+import pickle
 import re
 import shutil
 import struct
@@ -33,6 +34,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import ganframe
+import ganframe.builtin.datasets
 import ganframe.plugins
 from ganframe.cli import app
 
@@ -143,6 +145,39 @@ class Unpickled:
 
 def pickle_bomb(path: Path) -> np.ndarray:
     return np.array([Unpickled(path / "UNPICKLED"), "text"], dtype=object)
+
+
+CIFAR_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
+
+
+def cifar(truncated: str) -> Callable[[Scene], None]:
+    """A setup writing CIFAR-10's binary version into data/cifar-10-batches-bin/, 3 records a file (the loader
+    told so; the original has 10000), the file ``truncated`` 100 bytes short."""
+
+    def setup(scene: Scene) -> None:
+        scene.monkeypatch.setattr(ganframe.builtin.datasets, "CIFAR10_RECORDS", 3)
+        for name in CIFAR_BATCHES:
+            raw = bytes(3 * 3073)
+            scene.write(f"data/cifar-10-batches-bin/{name}.bin", raw[:-100] if name == truncated else raw)
+
+    return setup
+
+
+def pickled_cifar(scene: Scene) -> None:
+    """Keras's python version of CIFAR-10 in data/cifar-10-batches-py/, every batch a pickle bomb."""
+    for name in (*CIFAR_BATCHES, "batches.meta"):
+        scene.write(f"data/cifar-10-batches-py/{name}", pickle.dumps(Unpickled(scene.path / "UNPICKLED")))
+
+
+def offline(scene: Scene) -> None:
+    """An empty Keras cache, and Keras downloads that fail as without a network."""
+    import keras
+
+    def download(*args: Any, **kwargs: Any) -> None:
+        raise OSError("URL fetch failure: no network")
+
+    scene.monkeypatch.setenv("KERAS_HOME", str(scene.path / "keras"))
+    scene.monkeypatch.setattr(keras.utils, "get_file", download)
 
 
 def images(*files: str, size: tuple[int, int] = (8, 8)) -> Callable[[Scene], None]:
@@ -267,6 +302,23 @@ ROWS = [
         mnist(images=gzip.compress(idx(np.arange(12, dtype=np.uint8))))),
     Row("mnist-counts-differ", tiny("--data", "mnist", "--data-dir", "data"), 2, ("holds 11 labels", "holds 12 images"),
         mnist(labels=gzip.compress(idx(np.zeros(11, np.uint8))))),
+    Row("mnist-pad-smaller", train("--data", "mnist", "--data-dir", "data", "--data-option", "pad_to=16"), 2,
+        ("pad_to 16x16 is smaller than the images (28x28)", "resize"), mnist()),
+    Row("data-range-differs-from-arch", tiny("--data", "mnist", "--data-dir", "data", "--data-option", "value_range=[-1, 1]"), 2,
+        ("generates values in [0, 1]", "data set 'mnist' lies in [-1, 1]", "output_activation (tanh for [-1, 1]"), mnist()),
+    Row("fashion-mnist-missing", train("--data", "fashion_mnist", "--data-dir", "data"), 2,
+        ("fashion-mnist (train split) is not in the data directory data", "missing train-images-idx3-ubyte.gz",
+         "subfolder fashion-mnist/"),
+        lambda s: s.write("data/mnist/train-images-idx3-ubyte.gz", gzip.compress(idx(np.zeros((12, 28, 28), np.uint8))))),
+    Row("cifar10-missing", train("--data", "cifar10", "--data-dir", "data"), 2,
+        ("cifar-10 is not in the data directory data", "cifar-10-binary.tar.gz", "cifar-10-batches-bin/", "test_batch.bin"),
+        lambda s: s.path.joinpath("data").mkdir()),
+    Row("cifar10-offline", train("--data", "cifar10"), 2,
+        ("cifar-10 is not available", "no network", "cifar-10-binary.tar.gz", "GANFRAME_DATA_DIR"), offline),
+    Row("cifar10-truncated", train("--data", "cifar10", "--data-dir", "data"), 2,
+        ("data_batch_2.bin: 9119 bytes, expected 9219", "truncated", "download it again"), cifar("data_batch_2")),
+    Row("cifar10-pickle-only", train("--data", "cifar10", "--data-dir", "data"), 2,
+        ("cifar-10-batches-py is cifar-10's python version", "never loads", "cifar-10-binary.tar.gz"), pickled_cifar),
     Row("npz-missing", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("array file d.npz", "does not exist")),
     Row("npz-not-numpy", tiny("--data", "npz", "--data-option", "path=d.npz"), 2, ("d.npz", "cannot load it"),
         lambda s: s.write("d.npz", "x,y\n1,2\n")),
@@ -290,8 +342,13 @@ ROWS = [
         lambda s: (images("a.png")(s), images("b.png", size=(6, 5))(s))),
     Row("arch-data-shape-mismatch", train("--data", "digits", "--arch", "dcgan"), 2,
         ("architecture 'dcgan' supports", "side 28 or a power of two", "8x8x1")),
+    Row("arch-conditional-without-labels", train("--data", "npz", "--data-option", "path=d.npz", "--conditional"), 2,
+        ("conditional = true needs labelled data", "num_classes"), npz(x=np.full((40, 8, 8), 0.5, np.float32))),
+    Row("arch-resnet-size", train("--arch", "resnet", "--data", "npz", "--data-option", "path=d.npz"), 2,
+        ("'resnet' supports square images whose side is a power of two", "12x12x1"),
+        npz(x=np.full((40, 12, 12), 0.5, np.float32))),
     Row("arch-output-range-mismatch", tiny("--data", "digits", "--arch-option", "output_activation=tanh"), 2,
-        ("generates values in [-1, 1]", "lies in [0, 1]", "output activation")),
+        ("generates values in [-1, 1]", "lies in [0, 1]", "output_activation", "sigmoid for [0, 1]")),
     Row("batch-larger-than-data", tiny("--data", "digits", "--data-option", "limit=10", "--batch-size", "32"), 2,
         ("= 32 is larger than the data set (10 images)", "batch_size")),
     # -- run directories
@@ -326,6 +383,8 @@ ROWS = [
     Row("sample-bad-extension", ("sample", "RUN", "--out", "grid.jpg"), 2, ("grid.jpg", "must be .png")),
     Row("sample-out-is-a-directory", ("sample", "RUN", "--out", "grid.png"), 2, ("'grid.png' is a directory",),
         lambda s: s.path.joinpath("grid.png").mkdir()),
+    Row("sample-class-unconditional", ("sample", "RUN", "--class", "3", "--out", "x.png"), 2,
+        ("this gan is not conditional", "--conditional"), Scene.run),
     Row("sample-n-zero", ("sample", "RUN", "--n", "0"), 2, ("invalid value", "--n")),
     Row("sample-not-a-run", ("sample", "nowhere", "--out", "x.png"), 2, ("'nowhere' is not a ganframe run directory",)),
     Row("sample-no-checkpoint", ("sample", "RUN", "--out", "x.png"), 1, ("'run' has no usable checkpoint",), no_checkpoints),
@@ -336,6 +395,20 @@ ROWS = [
         lambda s: s.write("notes.txt", "notes")),
     Row("export-run-json-damaged", ("export", "RUN", "--out", "g.keras"), 1, ("run.json", "missing or damaged"),
         damaged_run_json),
+    # -- evaluate
+    Row("evaluate-samples-missing", ("evaluate", "nowhere.npz"), 2, ("samples 'nowhere.npz' do not exist",)),
+    Row("evaluate-samples-not-images", ("evaluate", "notes.txt"), 2,
+        ("samples 'notes.txt'", "expected a run directory, an .npz/.npy file or a folder"), lambda s: s.write("notes.txt", "hi")),
+    Row("evaluate-bad-extension", ("evaluate", "d.npz", "--out", "scores.csv"), 2, ("scores.csv", "must be .json")),
+    Row("evaluate-against-malformed", ("evaluate", "d.npz", "--against", "mnist:"), 2, ("'mnist:'", "NAME:SPLIT"),
+        npz(x=np.zeros((10, 8, 8), np.uint8))),
+    Row("evaluate-metric-option-malformed", ("evaluate", "d.npz", "--metric-option", "subsets=3"), 2,
+        ("--metric-option subsets=3", "METRIC.KEY=VALUE")),
+    Row("evaluate-shape-mismatch", ("evaluate", "d.npz", "--against", "digits"), 2,
+        ("the samples are 28x28x1 images but digits holds 8x8x1",), npz(x=np.zeros((10, 28, 28), np.uint8))),
+    Row("evaluate-inception-without-weights", ("evaluate", "d.npz", "--against", "digits", "--extractor", "inception"), 2,
+        ("no inceptionv3 weights at", "never downloads them"),
+        lambda s: (s.monkeypatch.setenv("KERAS_HOME", str(s.path / "keras")), npz(x=np.zeros((10, 8, 8), np.uint8))(s))),
     # -- ganframe new
     Row("new-invalid-name", ("new", "my gan!"), 2, ("'my gan!'", "not a valid package name")),
     Row("new-name-is-a-path", ("new", "../escape"), 2, ("'../escape' is a path", "--dir"), process=True),

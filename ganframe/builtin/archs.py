@@ -1,9 +1,17 @@
-"""Built-in architectures: the seed's dense GAN and a small DCGAN.
+"""Built-in architectures: the seed's dense GAN, a small DCGAN and an SNGAN-style ResNet.
 
-Both discriminators end in ``Dense(1)`` with no activation: D emits one raw
-logit per image and the losses apply the sigmoid in a numerically stable form.
-The generator's last activation fixes its output range, which the returned
-:class:`~ganframe.Networks` declares so the engine can check it against the data.
+Every discriminator ends in a linear layer with no activation: D emits one raw logit per
+image and the losses apply the sigmoid in a numerically stable form. The generator's last
+activation fixes its output range, which the returned :class:`~ganframe.Networks` declares
+so the engine can check it against the data.
+
+Each architecture supplies two bodies, G's (a code vector to an image) and D's feature
+extractor φ (an image to a vector); :func:`_networks` wires them into functional models the
+same way for all three. So the options they share (:class:`ArchOptions`) mean the same
+everywhere: ``conditional`` concatenates a learned class embedding to G's noise and makes D a
+projection discriminator (Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩;
+``spectral_norm`` wraps every weight of D, the class embedding included, in
+``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
 
 Keras is imported inside the factories: listing plugins stays TensorFlow-free.
 Layers are ``keras.layers`` only, so the networks are backend-portable. Built under a
@@ -12,14 +20,11 @@ Layers are ``keras.layers`` only, so the networks are backend-portable. Built un
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import Field
 
 from ganframe import ConfigError, DataSpec, Networks, Options, hookimpl
-
-if TYPE_CHECKING:
-    import keras
 
 OutputActivation = Literal["sigmoid", "tanh"]
 
@@ -29,20 +34,31 @@ OUTPUT_RANGES: dict[str, tuple[float, float]] = {"sigmoid": (0.0, 1.0), "tanh": 
 Width = Annotated[int, Field(gt=0)]
 DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
+#: A network body: a symbolic tensor in, a symbolic tensor out (Keras functional API).
+Body = Callable[[Any], Any]
+
 #: Negative slope of every LeakyReLU (the seed's and DCGAN's 0.2).
 LEAKY_SLOPE = 0.2
 
 
-class GeneratorOptions(Options):
-    """Options every built-in architecture shares: the noise width and G's output activation."""
+class ArchOptions(Options):
+    """Options every built-in architecture shares: the noise, G's output activation, conditioning, D's normalization."""
 
     latent_dim: int = Field(100, gt=0, description="Width of the noise vector G maps to an image.")
     output_activation: OutputActivation = Field(
         "sigmoid", description="G's last activation: sigmoid for data in [0, 1], tanh for data in [-1, 1]."
     )
+    conditional: bool = Field(
+        False,
+        description="Class-conditional G and D (needs labelled data): G gets a class embedding concatenated to "
+        "its noise, D is a projection discriminator; both then take [inputs, labels].",
+    )
+    spectral_norm: bool = Field(
+        False, description="Spectral normalization of every weight of D (keeps D's Lipschitz constant near 1)."
+    )
 
 
-class DenseOptions(GeneratorOptions):
+class DenseOptions(ArchOptions):
     """Options of ``dense``; the defaults are the seed's layer widths."""
 
     g_widths: tuple[Width, ...] = Field((256, 512, 1024), min_length=1, description="G's hidden Dense widths.")
@@ -50,7 +66,7 @@ class DenseOptions(GeneratorOptions):
     dropout: DropoutRate = Field(0.3, description="Dropout after each of D's hidden layers (0 disables it).")
 
 
-class DCGANOptions(GeneratorOptions):
+class DCGANOptions(ArchOptions):
     """Options of ``dcgan``; ``base_channels`` is the width of G's last hidden block and D's first."""
 
     base_channels: int = Field(64, gt=0, description="Channels of the widest-resolution block; doubled per halving.")
@@ -60,12 +76,14 @@ class DCGANOptions(GeneratorOptions):
     )
 
 
-def _networks(generator: keras.Model, discriminator: keras.Model, options: GeneratorOptions) -> Networks:
-    return Networks(
-        generator=generator,
-        discriminator=discriminator,
-        latent_dim=options.latent_dim,
-        output_range=OUTPUT_RANGES[options.output_activation],
+class ResNetOptions(ArchOptions):
+    """Options of ``resnet``; the paper's CIFAR-10 model has latent_dim 128, g_channels 256, d_channels 128."""
+
+    latent_dim: int = Field(128, gt=0, description="Width of the noise vector G maps to an image.")
+    g_channels: int = Field(64, gt=0, description="Channels of G's residual blocks (the paper's: 256).")
+    d_channels: int = Field(64, gt=0, description="Channels of D's residual blocks (the paper's: 128).")
+    spectral_norm: bool = Field(
+        True, description="Spectral normalization of every weight of D (on, as in SNGAN; off for a plain ResNet D)."
     )
 
 
@@ -87,6 +105,84 @@ def _batchnorm(**options: Any) -> Any:
     return keras.layers.BatchNormalization(synchronized=distributed(), **options)
 
 
+def _sn(layer: Any, enabled: bool) -> Any:
+    """``layer`` wrapped in spectral normalization when ``enabled``.
+
+    Keras's wrapper divides the kernel variable itself by its largest singular value (one
+    power iteration per training call; the iteration's vector ``u`` is a non-trainable
+    variable, so checkpoints hold it).
+    """
+    import keras
+
+    return keras.layers.SpectralNormalization(layer) if enabled else layer
+
+
+def _chain(layers: list[Any], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _class_embedding(labels: Any, num_classes: int, width: int, spectral_norm: bool = False) -> Any:
+    """A learned (num_classes, width) class embedding of ``labels``.
+
+    A one-hot code through a bias-free Dense layer: the same as an embedding lookup, but it
+    takes spectral normalization (Keras's wrapper casts an Embedding's output to the integer
+    dtype of its input).
+    """
+    import keras
+
+    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
+    return _sn(keras.layers.Dense(width, use_bias=False), spectral_norm)(one_hot)
+
+
+def _with_labels(first: Any, conditional: bool) -> tuple[Any, Any]:
+    """A model's inputs, ``first`` or ``[first, labels]``, and the labels input (None when unconditional)."""
+    import keras
+
+    if not conditional:
+        return first, None
+    labels = keras.Input((), dtype="int32", name="labels")
+    return [first, labels], labels
+
+
+def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: Body, critic_features: Body) -> Networks:
+    """G = body(noise [⊕ embed(y)]) and D = ψ(φ(x)) [+ ⟨embed(y), φ(x)⟩] as functional models.
+
+    G is built before D, so layer by layer the weights are initialised in the order they appear.
+    """
+    import keras
+
+    if options.conditional and not spec.num_classes:
+        raise ConfigError(
+            f"architecture {name!r} with conditional = true needs labelled data, but the data set has no classes "
+            "(num_classes): use a labelled data set (mnist, digits, npz with labels_key, folder with labels = true)"
+        )
+    noise = keras.Input((options.latent_dim,), name="noise")
+    inputs, labels = _with_labels(noise, options.conditional)
+    code = noise
+    if labels is not None:
+        code = keras.layers.Concatenate()([noise, _class_embedding(labels, spec.num_classes, options.latent_dim)])
+    generator = keras.Model(inputs, generator_body(code), name="generator")
+
+    image = keras.Input(spec.shape, name="image")
+    inputs, labels = _with_labels(image, options.conditional)
+    features = critic_features(image)
+    logit = _sn(keras.layers.Dense(1), options.spectral_norm)(features)
+    if labels is not None:
+        embedded = _class_embedding(labels, spec.num_classes, features.shape[-1], options.spectral_norm)
+        logit = keras.layers.Add()([logit, keras.layers.Dot(axes=1)([embedded, features])])
+    discriminator = keras.Model(inputs, logit, name="discriminator")
+
+    return Networks(
+        generator=generator,
+        discriminator=discriminator,
+        latent_dim=options.latent_dim,
+        output_range=OUTPUT_RANGES[options.output_activation],
+        conditional=options.conditional,
+    )
+
+
 # -- dense ------------------------------------------------------------------------------------
 
 
@@ -94,28 +190,27 @@ def build_dense(spec: DataSpec, options: DenseOptions) -> Networks:
     """The seed's multilayer perceptron GAN; fits any image shape, since it sees images flat."""
     import keras
 
-    g_layers: list[Any] = [keras.Input((options.latent_dim,))]
-    for width in options.g_widths:
-        g_layers += [
-            keras.layers.Dense(width),
-            _batchnorm(momentum=0.8),
-            keras.layers.LeakyReLU(LEAKY_SLOPE),
+    def generator(code: Any) -> Any:
+        layers: list[Any] = []
+        for width in options.g_widths:
+            layers += [keras.layers.Dense(width), _batchnorm(momentum=0.8), keras.layers.LeakyReLU(LEAKY_SLOPE)]
+        layers += [
+            keras.layers.Dense(spec.size, activation=options.output_activation),
+            keras.layers.Reshape(spec.shape),
         ]
-    g_layers += [
-        keras.layers.Dense(spec.size, activation=options.output_activation),
-        keras.layers.Reshape(spec.shape),
-    ]
+        return _chain(layers, code)
 
-    d_layers: list[Any] = [keras.Input(spec.shape), keras.layers.Flatten()]
-    for width in options.d_widths:
-        d_layers += [keras.layers.Dense(width), keras.layers.LeakyReLU(LEAKY_SLOPE), *_dropout(options.dropout)]
-    d_layers.append(keras.layers.Dense(1))
+    def critic(image: Any) -> Any:
+        layers: list[Any] = [keras.layers.Flatten()]
+        for width in options.d_widths:
+            layers += [
+                _sn(keras.layers.Dense(width), options.spectral_norm),
+                keras.layers.LeakyReLU(LEAKY_SLOPE),
+                *_dropout(options.dropout),
+            ]
+        return _chain(layers, image)
 
-    return _networks(
-        keras.Sequential(g_layers, name="generator"),
-        keras.Sequential(d_layers, name="discriminator"),
-        options,
-    )
+    return _networks("dense", spec, options, generator, critic)
 
 
 # -- dcgan ------------------------------------------------------------------------------------
@@ -152,41 +247,129 @@ def build_dcgan(spec: DataSpec, options: DCGANOptions) -> Networks:
     base = options.base_channels
     top = base * 2 ** (n_up - 1)  # channels of G's first map; halved at each upsampling
 
-    g_layers: list[Any] = [
-        keras.Input((options.latent_dim,)),
-        keras.layers.Dense(s0 * s0 * top, use_bias=False),
-        keras.layers.Reshape((s0, s0, top)),
-        _batchnorm(),
-        keras.layers.ReLU(),
-    ]
-    for i in range(1, n_up):
-        g_layers += [
-            keras.layers.Conv2DTranspose(top // 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=False),
+    def generator(code: Any) -> Any:
+        layers: list[Any] = [
+            keras.layers.Dense(s0 * s0 * top, use_bias=False),
+            keras.layers.Reshape((s0, s0, top)),
             _batchnorm(),
             keras.layers.ReLU(),
         ]
-    g_layers.append(
-        keras.layers.Conv2DTranspose(
-            spec.channels, DCGAN_KERNEL, strides=2, padding="same", activation=options.output_activation
+        for i in range(1, n_up):
+            layers += [
+                keras.layers.Conv2DTranspose(top // 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=False),
+                _batchnorm(),
+                keras.layers.ReLU(),
+            ]
+        layers.append(
+            keras.layers.Conv2DTranspose(
+                spec.channels, DCGAN_KERNEL, strides=2, padding="same", activation=options.output_activation
+            )
         )
+        return _chain(layers, code)
+
+    def critic(image: Any) -> Any:
+        layers: list[Any] = []
+        for i in range(n_up):
+            normalise = options.d_batchnorm and i > 0
+            conv = keras.layers.Conv2D(base * 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=not normalise)
+            layers.append(_sn(conv, options.spectral_norm))
+            if normalise:
+                layers.append(_batchnorm())
+            layers += [keras.layers.LeakyReLU(LEAKY_SLOPE), *_dropout(options.dropout)]
+        layers.append(keras.layers.Flatten())
+        return _chain(layers, image)
+
+    return _networks("dcgan", spec, options, generator, critic)
+
+
+# -- resnet -----------------------------------------------------------------------------------
+
+RESNET_SIZES = "square images whose side is a power of two >= 8 (8, 16, 32, 64, ...)"
+
+
+def resnet_plan(spec: DataSpec) -> int:
+    """How many 2x upsampling blocks take G from 4x4 to the image side (3 for 32x32).
+
+    Raises ConfigError for other shapes.
+    """
+    side = spec.height
+    if spec.height == spec.width and side >= 8 and side & (side - 1) == 0:
+        return side.bit_length() - 3  # 4 * 2**n_up == side
+    raise ConfigError(
+        f"architecture 'resnet' supports {RESNET_SIZES}; the data is "
+        f"{spec.height}x{spec.width}x{spec.channels}. Use --arch dense for other sizes."
     )
 
-    d_layers: list[Any] = [keras.Input(spec.shape)]
-    for i in range(n_up):
-        normalise = options.d_batchnorm and i > 0
-        d_layers.append(
-            keras.layers.Conv2D(base * 2**i, DCGAN_KERNEL, strides=2, padding="same", use_bias=not normalise)
-        )
-        if normalise:
-            d_layers.append(_batchnorm())
-        d_layers += [keras.layers.LeakyReLU(LEAKY_SLOPE), *_dropout(options.dropout)]
-    d_layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
 
-    return _networks(
-        keras.Sequential(g_layers, name="generator"),
-        keras.Sequential(d_layers, name="discriminator"),
-        options,
-    )
+def _up_block(x: Any, channels: int) -> Any:
+    """SNGAN's generator block: BN, ReLU, 2x nearest upsampling, conv 3x3, BN, ReLU, conv 3x3; shortcut:
+    upsampling, conv 1x1.
+    """
+    import keras
+
+    residual = _chain([
+        _batchnorm(), keras.layers.ReLU(), keras.layers.UpSampling2D(2),
+        keras.layers.Conv2D(channels, 3, padding="same"),
+        _batchnorm(), keras.layers.ReLU(),
+        keras.layers.Conv2D(channels, 3, padding="same"),
+    ], x)
+    shortcut = _chain([keras.layers.UpSampling2D(2), keras.layers.Conv2D(channels, 1)], x)
+    return keras.layers.Add()([residual, shortcut])
+
+
+def _down_block(x: Any, channels: int, spectral_norm: bool, downsample: bool, first: bool) -> Any:
+    """SNGAN's discriminator block: ReLU, conv 3x3, ReLU, conv 3x3, then 2x2 average pooling if ``downsample``.
+
+    The shortcut is a conv 1x1 (then pooling) where the shape changes, else the identity. The
+    first block skips the leading ReLU, which would clip the image, and pools before its
+    shortcut's convolution, as in the paper's code ("optimized block").
+    """
+    import keras
+
+    def conv(size: int) -> Any:
+        return _sn(keras.layers.Conv2D(channels, size, padding="same"), spectral_norm)
+
+    pool = [keras.layers.AveragePooling2D(2)] if downsample else []
+    residual = _chain([*([] if first else [keras.layers.ReLU()]), conv(3), keras.layers.ReLU(), conv(3), *pool], x)
+    if first:
+        shortcut = _chain([*pool, conv(1)], x)
+    elif downsample or x.shape[-1] != channels:
+        shortcut = _chain([conv(1), *pool], x)
+    else:
+        shortcut = x
+    return keras.layers.Add()([residual, shortcut])
+
+
+def build_resnet(spec: DataSpec, options: ResNetOptions) -> Networks:
+    """The SNGAN ResNet (Miyato et al. 2018, appendix B, the CIFAR-10 model) for any side 2^k >= 8.
+
+    G: noise → 4x4 map, one upsampling residual block per doubling, BN, ReLU, conv 3x3 and the
+    output activation. D: residual blocks halving the side down to 8x8, then two more at 8x8,
+    ReLU, global sum pooling, one linear logit. At 32x32: three up blocks, four D blocks.
+    """
+    import keras
+
+    n_up = resnet_plan(spec)
+    n_down = n_up - 1  # D's blocks that halve the side: from spec.height down to 8
+
+    def generator(code: Any) -> Any:
+        x = _chain([keras.layers.Dense(4 * 4 * options.g_channels), keras.layers.Reshape((4, 4, options.g_channels))],
+                   code)
+        for _ in range(n_up):
+            x = _up_block(x, options.g_channels)
+        return _chain([
+            _batchnorm(), keras.layers.ReLU(),
+            keras.layers.Conv2D(spec.channels, 3, padding="same", activation=options.output_activation),
+        ], x)
+
+    def critic(image: Any) -> Any:
+        x = image
+        for i in range(n_down + 2):
+            x = _down_block(x, options.d_channels, options.spectral_norm, downsample=i < n_down, first=i == 0)
+        x = keras.layers.ReLU()(x)
+        return keras.ops.sum(x, axis=(1, 2))  # global sum pooling: φ(x)
+
+    return _networks("resnet", spec, options, generator, critic)
 
 
 @hookimpl
@@ -194,3 +377,4 @@ def ganframe_register_architectures(register: Any) -> None:
     """Register the built-in architectures."""
     register("dense", build_dense, "The seed's dense GAN (MLP G and D); works for any image shape.", DenseOptions)
     register("dcgan", build_dcgan, f"A small convolutional DCGAN for {DCGAN_SIZES}.", DCGANOptions)
+    register("resnet", build_resnet, f"The SNGAN ResNet (spectral norm in D) for {RESNET_SIZES}.", ResNetOptions)

@@ -46,9 +46,8 @@ class SampleGrid(_Periodic):
         self.saved_step = -1
 
     def act(self, step: int, logs: dict[str, Any]) -> None:
-        images = self.model.generate(self.n, seed=self.seed)
-        save_image_grid(images, self.directory / f"step_{step:07d}.png", self.model.output_range,
-                        columns=self.model.num_classes if self.model.conditional else None)
+        images, columns = self.model.sample_grid(self.n, seed=self.seed)  # conditional: one class per row
+        save_image_grid(images, self.directory / f"step_{step:07d}.png", self.model.output_range, columns=columns)
         self.saved_step = step
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
