@@ -297,3 +297,17 @@ def test_wgan_gp_compiles_with_xla(tmp_path):
     run = train_and_watch(tmp_path, loss="wasserstein", penalties={"gradient_penalty": {}}, jit_compile=True)
     assert run.gan.jit_compile
 
+
+
+def test_wgan_gp_resumes_exactly_with_the_penalty_s_own_random_state(tmp_path):
+    """The penalty draws eps from a seed generator of its own: a checkpoint must carry it, or a
+    resumed run mixes real and fake images with other weights than an uninterrupted one."""
+    config = {"steps": 8, "jit_compile": True, "loss": "wasserstein", "n_critic": 2,
+              "penalties": {"gradient_penalty": {}}, "d_optimizer": {"beta_1": 0.0, "beta_2": 0.9}}
+    whole = ganframe.train(tiny_config(tmp_path / "whole", **config), progress=False)
+    ganframe.train(tiny_config(tmp_path / "split", **{**config, "steps": 4}), progress=False)
+    resumed = ganframe.train({"steps": 8}, resume=tmp_path / "split" / "run", progress=False)
+    assert resumed.step == whole.step == 8
+    for network in ("generator", "discriminator"):
+        for a, b in zip(getattr(whole.gan, network).variables, getattr(resumed.gan, network).variables):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6, err_msg=a.path)
