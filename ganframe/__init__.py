@@ -42,6 +42,7 @@ _LAZY = {
     "GAN": "ganframe.engine",
     "distributed": "ganframe.distribute",
     "evaluate": "ganframe.evaluation",
+    "write_report": "ganframe.report",
     "input_gradients": "ganframe.engine",
     "Run": "ganframe.run",
     "train": "ganframe.run",

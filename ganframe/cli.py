@@ -114,6 +114,8 @@ def train(
     steps_per_execution: Optional[int] = typer.Option(None, help="Steps per compiled call. Default: 1."),
     strategy: Optional[str] = typer.Option(None, help="default (one device, XLA), mirrored (this machine's devices) "
                                                       "or multiworker (the machines in TF_CONFIG). Default: default."),
+    precision: Optional[str] = typer.Option(None, help="float32, mixed_float16 (with loss scaling) or mixed_bfloat16: "
+                                                       "the networks' arithmetic. Default: float32."),
     sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids (0: off). Default: 500."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 1000."),
     log_every: Optional[int] = typer.Option(None, help="Steps between metrics.csv rows (0: off). Default: 50."),
@@ -145,6 +147,7 @@ def train(
         "jit_compile": jit,
         "steps_per_execution": steps_per_execution,
         "strategy": strategy,
+        "precision": precision,
         "callbacks.samples.every": sample_every,
         "callbacks.checkpoint.every": checkpoint_every,
         "callbacks.metrics.every": log_every,
@@ -365,6 +368,19 @@ def evaluate(
     with atomic_write(out, "w") as handle:
         handle.write(json.dumps(result.to_json(), indent=2) + "\n")
     typer.echo(f"wrote the scores and their protocol to {out}")
+
+
+@app.command()
+@reports_errors
+def report(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.html and its figures. Default: RUN/report."),
+) -> None:
+    """Write a self-contained HTML report of a run: samples over time, losses, scores, health, config."""
+    from ganframe.report import write_report  # matplotlib only for this command
+
+    path = write_report(run, out)
+    typer.echo(f"wrote the report to {path} (open it in a browser; the folder {path.parent} is self-contained)")
 
 
 def _interactive() -> bool:

@@ -53,6 +53,9 @@ def parse_duration(value: Any) -> Any:
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
+#: The networks' arithmetic: Keras dtype policies (docs/performance.md, "Mixed precision").
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -89,6 +92,13 @@ class EvaluationConfig(_Section):
     best: str | None = Field(None, description="the score that picks checkpoints/best.npz, e.g. 'fid'")
 
 
+class HealthConfig(_Section):
+    """When the run probes its own health: D's accuracy, gradient norms, diversity, alarms (docs/health.md)."""
+
+    every: int = Field(500, ge=0, description="steps between health probes; 0 switches them off")
+    samples: int = Field(256, ge=2, le=10_000, description="real and generated images per probe")
+
+
 class RunConfig(_Section):
     """Everything that defines a run. Component options are validated by the components' own models."""
 
@@ -104,6 +114,7 @@ class RunConfig(_Section):
     callbacks: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_CALLBACKS}
     metrics: dict[str, dict[str, Any]] = {}
     evaluation: EvaluationConfig = EvaluationConfig()
+    health: HealthConfig = HealthConfig()
 
     batch_size: int = Field(128, gt=0, le=65536)
     n_critic: int = Field(1, ge=1, le=100)
@@ -123,6 +134,10 @@ class RunConfig(_Section):
     steps_per_execution: int = Field(1, ge=1)
     out: Path | None = None
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
+    precision: Precision = Field(
+        "float32", description="the networks compute in float32, or in 16 bits on float32 weights: mixed_float16 "
+        "(with loss scaling), mixed_bfloat16"
+    )
     divergence: DivergenceConfig = DivergenceConfig()
 
     @model_validator(mode="before")

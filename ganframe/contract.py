@@ -151,6 +151,11 @@ class Networks:
 class AdversarialLoss(abc.ABC):
     """The adversarial objective, on D's raw outputs (logits for probabilistic losses)."""
 
+    #: D's raw output above which D calls an image real: 0 for logits and for critics (hinge,
+    #: Wasserstein), the midpoint of the targets for least squares. The health probe
+    #: (docs/health.md) counts D's accuracy against it; optional, so older losses keep working.
+    decision_boundary: float = 0.0
+
     @abc.abstractmethod
     def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
         """Scalar loss the discriminator minimises."""

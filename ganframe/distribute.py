@@ -59,3 +59,22 @@ def strategy_scope(strategy: tf.distribute.Strategy | None) -> contextlib.Abstra
 def distributed() -> bool:
     """True while building inside a strategy's scope (architectures then synchronize BatchNorm)."""
     return tf.distribute.has_strategy()
+
+
+def multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    """True when ``strategy`` spans several worker processes (a ``TF_CONFIG`` cluster of more than one).
+
+    Keras's ``fit`` takes other code paths then (see ``ganframe.engine``): the test is Keras's own,
+    more replicas in sync than this worker holds.
+    """
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
+
+
+def writes_run_dir(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes the run directory: all but the non-chief workers of a multi-worker cluster.
+
+    The chief is worker 0 (or a ``chief`` task, if ``TF_CONFIG`` names one). The other workers
+    compute the same steps in lockstep and write their copy to a scratch directory instead.
+    """
+    return strategy is None or strategy.extended.should_checkpoint

@@ -18,6 +18,16 @@ checkpoints as their own group). Sampling (``generate``, hence sample grids and 
 and export use those averaged weights (:meth:`GAN.sampling_weights`); BatchNorm's moving
 statistics stay G's own.
 
+Mixed precision (networks built under a ``mixed_float16`` or ``mixed_bfloat16`` Keras dtype
+policy, :func:`precision_policy`): the networks compute in 16 bits on float32 variables; the
+engine casts G's images and D's logits to float32, so losses, metrics and samples are float32.
+With float16 it also scales each network's loss dynamically (as Keras's LossScaleOptimizer
+does, but inside the guarded update, see ``_update``): the gradients are taken of
+loss × scale and divided by it; a non-finite update is skipped and halves the scale (not
+below 1), 2000 finite ones in a row double it. Such an overflow is the scale finding its
+level, not divergence: the guard counts a skip only when the loss itself is non-finite or the
+scale is already 1. Both scales are checkpointed with the guard's counters.
+
 Driven by ``fit``: Keras compiles ``train_step`` (XLA when ``jit_compile``),
 runs callbacks and ``steps_per_execution``. Only this module and the input
 pipeline touch TensorFlow directly; components use ``keras.layers``/``keras.ops``.
@@ -34,15 +44,40 @@ and the metrics are means over all replicas.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, get_args
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from ganframe.config import Precision
 from ganframe.contract import AdversarialLoss, Augmentation, Networks, Penalty
+from ganframe.distribute import multi_worker
 from ganframe.errors import ConfigError
 from ganframe.pipeline import NoiseSpec
+
+#: The dtype policies ``precision`` may name (docs/performance.md): Keras's names.
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+#: float16 loss scaling (Keras's LossScaleOptimizer defaults): the first scale, and the finite updates in a row that double it.
+LOSS_SCALE_START, LOSS_SCALE_GROWTH = 2.0**15, 2000
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """While inside, new layers compute in ``precision`` (a Keras dtype policy); the previous policy after.
+
+    Networks built inside keep their policy; restoring the global one keeps it from leaking into
+    the next run built in the same process.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def input_gradients(fn: Callable[[Any], Any], inputs: Any) -> Any:
@@ -100,14 +135,24 @@ class GAN(keras.Model):
             NoiseSpec(self.latent_dim, num_classes if self.conditional else None) if tf.distribute.has_strategy() else None
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+        self.multi_worker = multi_worker(tf.distribute.get_strategy())
         self.guard = guard
+        compute = {self.generator.compute_dtype, self.discriminator.compute_dtype}
+        #: The networks compute in 16 bits (a mixed dtype policy): their outputs are cast to float32.
+        self.mixed = compute != {"float32"}
         # Divergence bookkeeping, per network: updates skipped, and the loss and step of the
-        # last skipped one. Variables (not Python numbers), so they count inside compiled
-        # calls, across steps_per_execution, and travel in checkpoints (group "guard").
+        # last skipped one; with float16, also the loss scale and the finite updates since it last
+        # changed. Variables (not Python numbers), so they count inside compiled calls, across
+        # steps_per_execution, and travel in checkpoints (group "guard").
+        bookkeeping = [("skipped", 0, "int64"), ("bad_loss", 0.0, "float32"), ("bad_step", -1, "int64")]
+        #: float16: each network's loss is scaled dynamically (see the module docstring).
+        self.loss_scaling = "float16" in compute
+        if self.loss_scaling:
+            bookkeeping += [("loss_scale", LOSS_SCALE_START, "float32"), ("scale_streak", 0, "int64")]
         self.skip_state = {
             f"{net}_{what}": keras.Variable(init, dtype=dtype, trainable=False, name=f"{net}_{what}")
             for net in ("d", "g")
-            for what, init, dtype in (("skipped", 0, "int64"), ("bad_loss", 0.0, "float32"), ("bad_step", -1, "int64"))
+            for what, init, dtype in bookkeeping
         }
         #: Total skips when the newest checkpoint was written or loaded (kept by ganframe.checkpoints).
         self.checkpointed_skips = 0
@@ -158,6 +203,21 @@ class GAN(keras.Model):
             steps_per_execution=config["steps_per_execution"],
         )
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Keras's hook before ``fit``: under a strategy it reduces a sample batch over the replicas.
+
+        MultiWorkerMirroredStrategy cannot reduce a dict (the pipeline's element under a strategy),
+        so on several workers this takes this worker's first replica's share instead; everything
+        is built in ``compile`` anyway, so only the batch's shapes could matter.
+        """
+        if iterator is not None and self.multi_worker:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0], next(batches))
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator, data_batch)
+
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
@@ -206,7 +266,8 @@ class GAN(keras.Model):
 
     def _generate(self, noise: Any, labels: Any, training: bool) -> Any:
         inputs = [noise, labels] if self.conditional else noise
-        return self.generator(inputs, training=training)
+        images = self.generator(inputs, training=training)
+        return keras.ops.cast(images, "float32") if self.mixed else images
 
     def _critic(self, labels: Any) -> Callable[[Any], Any]:
         """D as a function of images alone: augmentations applied, labels bound, training mode."""
@@ -215,7 +276,8 @@ class GAN(keras.Model):
             for augment in self.augmentations:
                 images = augment(images, self.seed_generator)
             inputs = [images, labels] if self.conditional else images
-            return self.discriminator(inputs, training=True)
+            logits = self.discriminator(inputs, training=True)
+            return keras.ops.cast(logits, "float32") if self.mixed else logits
 
         return critic
 
@@ -263,13 +325,16 @@ class GAN(keras.Model):
                 self.trackers[name].update_state(value, sample_weight=keras.ops.cast(finite, value.dtype))
             else:
                 self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.multi_worker:  # Keras 3.15 reduces a multi-worker step's outputs along axis 0, which a scalar lacks
+            results = {name: keras.ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     def _statistics(self) -> list[tuple[Any, Any]]:
         """(variable, value now) of both networks' float non-trainable variables (BatchNorm's moving
         statistics), which forward passes update outside the optimizers; a skipped update puts them back.
         """
-        if not self.guard:
+        if not (self.guard or self.loss_scaling):
             return []
         return [
             (variable, tf.identity(variable.value))
@@ -293,11 +358,20 @@ class GAN(keras.Model):
         same branch and the update synchronizes them: the choice is made once in cross-replica
         context with a conditional, as LossScaleOptimizer does there, skipping when any replica
         saw a non-finite value.
+
+        With float16 loss scaling, non-finite updates are skipped the same way, guard or not;
+        :meth:`_rescale` moves the scale and says which skips the guard counts.
         """
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         scale = None if replicas == 1 else keras.ops.cast(1 / replicas, loss.dtype)  # see the module docstring
+        loss_scale = None
+        if self.loss_scaling:  # d(loss × loss_scale), then ÷ loss_scale
+            loss_scale = tf.identity(self.skip_state[f"{net}_loss_scale"].value)
+            scale = loss_scale if scale is None else scale * loss_scale
         grads = tape.gradient(loss, variables, output_gradients=scale)
-        if not self.guard:
+        if loss_scale is not None:
+            grads = [None if grad is None else keras.ops.divide(grad, loss_scale) for grad in grads]
+        elif not self.guard:
             optimizer.apply_gradients(zip(grads, variables))
             return
         finite = keras.ops.all(keras.ops.isfinite(loss))
@@ -308,7 +382,9 @@ class GAN(keras.Model):
         saved = [value for _, value in statistics]
 
         if not tf.distribute.has_strategy():
-            self._count_skip(net, keras.ops.logical_not(finite), loss)  # before G's update advances the step
+            counted = keras.ops.logical_not(finite) if loss_scale is None else self._rescale(net, finite, loss)
+            if self.guard:
+                self._count_skip(net, counted, loss)  # before G's update advances the step
             with _writes_only_if(optimizer, finite):
                 optimizer.apply_gradients(zip(grads, variables))
             for variable, value in zip(targets, saved):
@@ -316,10 +392,14 @@ class GAN(keras.Model):
             return
 
         def apply(grads: list[Any]) -> None:
+            if loss_scale is not None:
+                self._rescale(net, True, 0.0)
             optimizer.apply_gradients(zip(grads, variables))
 
         def skip(bad_loss: Any, saved: list[Any]) -> None:
-            self._count_skip(net, True, bad_loss)
+            counted = True if loss_scale is None else self._rescale(net, False, bad_loss)
+            if self.guard:
+                self._count_skip(net, counted, bad_loss)
             optimizer.iterations.assign_add(1)
             for variable, value in zip(targets, saved):
                 variable.assign(value)
@@ -336,6 +416,22 @@ class GAN(keras.Model):
         tf.distribute.get_replica_context().merge_call(
             choose, args=(bad, grads, keras.ops.cast(keras.ops.mean(loss), "float32"), saved)
         )
+
+    def _rescale(self, net: str, finite: Any, loss: Any) -> Any:
+        """Move ``net``'s float16 loss scale after an update (``finite``: it was applied); True where the
+        update is a divergence skip for the guard: non-finite with a non-finite loss, or at scale 1.
+        """
+        scale, streak = self.skip_state[f"{net}_loss_scale"], self.skip_state[f"{net}_scale_streak"]
+        finite = keras.ops.convert_to_tensor(finite)
+        grow = keras.ops.logical_and(finite, streak.value + 1 >= LOSS_SCALE_GROWTH)
+        diverged = keras.ops.logical_and(
+            keras.ops.logical_not(finite),
+            keras.ops.logical_or(keras.ops.logical_not(keras.ops.all(keras.ops.isfinite(loss))), scale.value <= 1),
+        )
+        scale.assign(keras.ops.where(finite, keras.ops.where(grow, scale.value * 2, scale.value),
+                                     keras.ops.maximum(scale.value / 2, 1.0)))
+        streak.assign(keras.ops.where(keras.ops.logical_and(finite, keras.ops.logical_not(grow)), streak.value + 1, 0))
+        return diverged
 
     def _count_skip(self, net: str, skipped: Any, loss: Any) -> None:
         """Record a skipped update of ``net`` (where ``skipped``): the count, its loss and its step."""

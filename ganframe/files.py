@@ -60,14 +60,15 @@ class CsvLog:
             return next(csv.reader(handle), None)
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append ``row`` (a ``step`` and numbers); a column the header lacks is left out."""
+        """Append ``row`` (a ``step`` and numbers); a column the header lacks is left out, None is left empty."""
         if self.columns is None:
             self.columns = self._header()
             if self.columns is None:
                 self.columns = ["step", *(key for key in row if key != "step")]
                 with open(self.path, "w", newline="") as handle:
                     csv.writer(handle).writerow(self.columns)
-        values = [str(int(row["step"]))] + [f"{float(row.get(c, float('nan'))):.6g}" for c in self.columns[1:]]
+        cells = (row.get(column, float("nan")) for column in self.columns[1:])
+        values = [str(int(row["step"]))] + ["" if value is None else f"{float(value):.6g}" for value in cells]
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow(values)
 

@@ -15,6 +15,7 @@ its newest checkpoint, lowers the learning rates and fits the remaining steps
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -22,6 +23,7 @@ import platform
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,12 +45,13 @@ from ganframe.checkpoints import (
     state_arrays,
 )
 from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
-from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, Penalty
-from ganframe.distribute import run_strategy, strategy_scope
-from ganframe.engine import GAN
+from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, ImageData, Penalty
+from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
+from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
 from ganframe.errors import ConfigError, Interrupted, RunError
 from ganframe.evaluation import Evaluator
+from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
 from ganframe.pipeline import check_batch, make_dataset
@@ -56,11 +59,11 @@ from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
-RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "samples", "checkpoints",
-             "generator.keras")
+RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
+             "health.json", "samples", "checkpoints", "generator.keras", "report")
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
-RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "divergence", "jit_compile",
+RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
              "steps_per_execution", "strategy", "data_dir", "out")
 
 
@@ -133,10 +136,10 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
     """Build the components a config names for data of ``spec``, wire them into a compiled GAN.
 
     Under the config's ``strategy`` (ganframe.distribute) all of it is built in the strategy's scope,
-    so that ``fit`` distributes, and without XLA.
+    so that ``fit`` distributes, and without XLA; under its ``precision``'s dtype policy.
     """
     strategy = run_strategy(config)
-    with strategy_scope(strategy):
+    with strategy_scope(strategy), precision_policy(config.precision):
         networks = registry.build("architecture", config.arch, config.arch_options, spec)
         if tuple(map(float, networks.output_range)) != tuple(map(float, spec.value_range)):
             low, high = networks.output_range
@@ -210,6 +213,17 @@ def _clear_run_dir(path: Path) -> None:
         elif target.exists():
             target.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _worker_scratch() -> Path:
+    """A non-chief worker's run directory: a scratch copy of the chief's, removed when the process exits.
+
+    Every worker runs the same callbacks, and a rollback reads the worker's own checkpoints,
+    so the workers stay in lockstep; only the chief's copy is kept.
+    """
+    path = Path(tempfile.mkdtemp(prefix="ganframe-worker-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _run_config(path: Path) -> RunConfig:
@@ -333,7 +347,8 @@ def train(
     metrics = {name: registry.build("metric", name, options, data.spec) for name, options in config.metrics.items()}
     check_batch(data, config.batch_size, config.n_critic)
     total = config.total_steps(len(data))
-    if resume is None:
+    chief = writes_run_dir(get_strategy(config.strategy))
+    if resume is None and chief:
         run_dir = _new_run_dir(config, overwrite)
 
     restored: dict[str, Any] = {}
@@ -341,10 +356,12 @@ def train(
         restored = restore_latest(gan, run_dir / "checkpoints")
         if restored is None:
             raise RunError(f"run {str(run_dir)!r} has no usable checkpoint to resume from; start it anew with --overwrite")
+    if not chief:
+        run_dir = _worker_scratch()
     start = gan.global_step
 
     context = CallbackContext(run_dir=run_dir, spec=data.spec, seed=config.seed, total_steps=total)
-    named = _named_callbacks(config, registry, context, metrics, data.images)
+    named = _named_callbacks(config, registry, context, metrics, data)
     gan.state_callbacks = {name: callback for name, callback in named.items() if hasattr(callback, "get_state")}
     if resume is not None:
         _restore_callbacks(gan, restored)
@@ -382,19 +399,24 @@ def train(
             f"interrupted at step {gan.global_step} ({signal.Signals(stop.signal).name}); a checkpoint was "
             f"written. Resume with:\n  ganframe train --resume {run_dir}"
         )
+    if not chief:  # the run is the chief's directory; this worker's scratch copy goes when it exits
+        run.path = Path(resume) if resume is not None else config.out or run.path
     return run
 
 
 def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackContext, metrics: dict[str, Any],
-                     real: np.ndarray) -> dict[str, keras.callbacks.Callback]:
-    """The configured callbacks by name, in config order but checkpoints last, after the evaluator (if any).
+                     data: ImageData) -> dict[str, keras.callbacks.Callback]:
+    """The configured callbacks by name, in config order but checkpoints last, after the evaluator and the
+    health probe (if any).
 
     A checkpoint then holds every other callback's state, and the best score, as of its own step.
     """
     order = sorted(config.callbacks, key=lambda name: name == "checkpoint")
     named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
     if metrics:
-        named = {"evaluation": Evaluator(metrics, real, context.run_dir, config.evaluation, config.seed), **named}
+        named = {"evaluation": Evaluator(metrics, data.images, context.run_dir, config.evaluation, config.seed), **named}
+    if config.health.every:
+        named = {"health": HealthMonitor(config.health, data.images, data.labels, context, registry), **named}
     return named
 
 

@@ -1,4 +1,4 @@
-"""Tiny data files in the exact original formats (IDX, CIFAR-10 binary), for the dataset tests.
+"""Tiny data files in the exact original formats (IDX, CIFAR-10 binary), for the dataset tests; where real MNIST lies.
 
 Importable from tests because pyproject's pytest settings put ``tests/`` on ``pythonpath``.
 """
@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+#: The real MNIST files: GANFRAME_DATA_DIR, else the repository's sibling shared/datasets/mnist (as in CI).
+REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist")
+#: For tests that need real MNIST: they skip where it is missing.
+needs_mnist = pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                                 reason=f"no MNIST in {REAL_MNIST} (set GANFRAME_DATA_DIR or provide ../shared/datasets/mnist)")
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None, count: int | None = None) -> bytes:

@@ -23,9 +23,8 @@ from PIL import Image
 import ganframe.builtin.datasets as datasets
 from ganframe import ConfigError, DataContext, DataError, ImageData, load_plugins
 from ganframe.testing import check_dataset
-from datafiles import CIFAR_FILES, cifar_batch, idx_bytes, write_cifar, write_mnist
+from datafiles import REAL_MNIST, CIFAR_FILES, cifar_batch, idx_bytes, needs_mnist, write_cifar, write_mnist
 
-REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist")
 IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
@@ -208,8 +207,7 @@ def test_mnist_npz_missing_key_is_named(load, tmp_path):
     assert str(tmp_path / "mnist.npz") in str(error.value)
 
 
-@pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="no local MNIST copy (set GANFRAME_DATA_DIR or provide ../shared/datasets/mnist)")
+@needs_mnist
 def test_real_mnist_test_split(load):
     data = load("mnist", {"split": "test"}, REAL_MNIST)
     check(data, (10000, 28, 28, 1), 10)

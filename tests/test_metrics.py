@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,10 @@ from ganframe.builtin import features as features_module
 from ganframe.builtin import metrics as m
 from ganframe.cli import app
 from ganframe.testing import check_feature_extractor, check_metric
+from datafiles import REAL_MNIST, needs_mnist
 from tinyrun import tiny_config
 
 METRICS = ("fid", "kid", "inception_score", "precision_recall", "density_coverage")
-MNIST_DIR = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {MNIST_DIR}")
 
 
 @pytest.fixture(autouse=True)
@@ -142,7 +140,7 @@ def test_shipped_weights_match_their_record() -> None:
 @needs_mnist
 def test_shipped_classifier_reads_real_digits() -> None:
     test = ganframe.get_registry().build("dataset", "mnist", {"split": "test", "limit": 500},
-                                         ganframe.DataContext(MNIST_DIR))
+                                         ganframe.DataContext(REAL_MNIST))
     extract = ganframe.get_registry().build("feature_extractor", "mnist", {}, test.spec)
     probabilities = extract.probabilities(test.images)
     assert np.allclose(probabilities.sum(axis=1), 1.0)

@@ -95,6 +95,8 @@ class LeastSquaresLoss(AdversarialLoss):
     data, where the sigmoid cross-entropy has saturated.
     """
 
+    decision_boundary = 0.5  # halfway between the targets for fake (0) and real (1)
+
     def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
         """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]."""
         from keras import ops
