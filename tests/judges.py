@@ -1,0 +1,281 @@
+"""Judges of generated samples: a classifier of the real data, and how spread out the real data are.
+
+A judge tells the learning tests (``tests/test_learning*.py``) which classes a generator covers,
+how evenly and how diversely (:class:`Coverage`), and for a conditional generator how often a
+sample made for class k is classified as k (:class:`ClassAccuracy`). Two judges share the code:
+``digits`` (an SVC trained here on scikit-learn's 8x8 digits) and ``mnist`` (ganframe's shipped
+MNIST classifier, the feature extractor ``mnist``, on 28x28 images).
+
+Importable from tests because pyproject's pytest settings put ``tests/`` on ``pythonpath``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import ganframe
+from datafiles import REAL_MNIST
+
+
+NUM_CLASSES = 10
+N_SAMPLES = 1000
+SAMPLE_SEED = 1
+SEED = 0
+
+#: A class counts as found when at least this share of the samples is classified as it
+#: (and they are diverse, below). A generator that covered the classes as the data does
+#: would give each ~10% (100 of 1000 samples, binomial sd ~9.5), so 2% (20 samples) is
+#: a fifth of a fair share and ~8 sd below it: a class the generator really produces is
+#: not missed by chance. The digit classifier errs on ~1.3% of real digits, the MNIST one
+#: on ~2-3% of the real test images it is checked on, spread over nine wrong classes, so their errors on digit-like samples cannot
+#: lift a class that is not produced to 2% either. A generator collapsed onto k modes thus
+#: finds at most k classes (checked on real images by the known-sample-set tests).
+FOUND_SHARE = 0.02
+MIN_CLASSES_FOUND = 8
+
+#: Diversity is a mean pairwise L2 distance over that of the real images, so real images
+#: score 1.0 and copies of one image 0. It is required of the samples as a whole and of
+#: each found class: samples of a class must vary about as its real images do (over that
+#: class's real spread). Without the per-class part, one fixed image per class (collapse
+#: within each class) would pass: measured on digits 9/10 classes at >= 2%, overall
+#: diversity 0.91.
+MIN_DIVERSITY = 0.6
+
+#: "Class frequencies near uniform": the KL divergence of the class shares from the uniform
+#: distribution, log(10) - entropy, in nats. Real digits and real MNIST score <= 0.005; eight
+#: classes of equal share score log(10/8) = 0.22, six log(10/6) = 0.51; one class holding 55%
+#: of the samples scores >= 0.6 however the rest spread. The trained generators of the learning
+#: tests score 0.00-0.30 (dcgan on MNIST the most skewed: 0.23-0.30 at 1000-1400 steps).
+MAX_KL_FROM_UNIFORM = 0.4
+
+#: A conditional generator must make every class k recognisable as k: per class, the share of the
+#: samples generated for k that the judge classifies as k. An untrained generator scores ~0.1 on
+#: average; the judges score 0.96-1.00 per class on real images.
+MIN_CLASS_ACCURACY = 0.8
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How samples spread over the classes, and how diverse they are, overall and per class."""
+
+    counts: np.ndarray  # samples classified as each class
+    diversity: float  # mean pairwise distance of the samples / that of the real images
+    class_diversity: np.ndarray  # the same per class (NaN for classes with < 2 samples)
+
+    @property
+    def shares(self) -> np.ndarray:
+        return self.counts / self.counts.sum()
+
+    @property
+    def kl_from_uniform(self) -> float:
+        shares = self.shares[self.shares > 0]
+        return float(np.sum(shares * np.log(shares * NUM_CLASSES)))
+
+    @property
+    def found_classes(self) -> list[int]:
+        diverse = np.nan_to_num(self.class_diversity) >= MIN_DIVERSITY
+        return [int(label) for label in np.flatnonzero((self.shares >= FOUND_SHARE) & diverse)]
+
+    @property
+    def found(self) -> int:
+        return len(self.found_classes)
+
+    @property
+    def smallest_found_share(self) -> float:
+        return float(min(self.shares[self.found_classes], default=0.0))
+
+    def failures(self) -> list[str]:
+        """Why these samples fail the learning criterion (empty when they pass)."""
+        reasons = []
+        if self.found < MIN_CLASSES_FOUND:
+            reasons.append(f"only {self.found} classes found (>= {MIN_CLASSES_FOUND} needed)")
+        if self.diversity < MIN_DIVERSITY:
+            reasons.append(f"diversity {self.diversity:.3f} < {MIN_DIVERSITY}")
+        if self.kl_from_uniform > MAX_KL_FROM_UNIFORM:
+            reasons.append(f"class shares {self.kl_from_uniform:.3f} nats from uniform (> {MAX_KL_FROM_UNIFORM})")
+        return reasons
+
+    def __str__(self) -> str:
+        classes = " ".join(
+            f"{label}:{share:.3f}/{diversity:.2f}"
+            for label, (share, diversity) in enumerate(zip(self.shares, self.class_diversity))
+        )
+        return (
+            f"{self.found}/{NUM_CLASSES} classes found, smallest found share {self.smallest_found_share:.3f}, "
+            f"KL from uniform {self.kl_from_uniform:.3f}, diversity {self.diversity:.3f}, "
+            f"per class share/diversity {classes}"
+        )
+
+
+@dataclass(frozen=True)
+class ClassAccuracy:
+    """Per class k, the share of the samples generated for k that the judge classifies as k."""
+
+    per_class: np.ndarray
+
+    def failures(self) -> list[str]:
+        low = {label: round(float(value), 3) for label, value in enumerate(self.per_class) if value < MIN_CLASS_ACCURACY}
+        return [f"classes below {MIN_CLASS_ACCURACY} accuracy: {low}"] if low else []
+
+    def __str__(self) -> str:
+        return f"accuracy mean {self.per_class.mean():.3f}, min {self.per_class.min():.3f}: " + " ".join(
+            f"{label}:{value:.2f}" for label, value in enumerate(self.per_class)
+        )
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A classifier of real images of one side, and how spread out those real images are."""
+
+    side: int
+    classify: Callable[[np.ndarray], np.ndarray]  # (N, side, side, 1) in [0, 1] -> (N,) class ids
+    heldout_accuracy: float
+    real_spread: float  # mean pairwise distance of real images
+    real_class_spread: np.ndarray  # the same within each class
+
+    def judged(self, images: np.ndarray) -> np.ndarray:
+        return at_side(images, self.side)
+
+    def coverage(self, samples: np.ndarray) -> Coverage:
+        images = self.judged(samples)
+        predicted = self.classify(images)
+        flat = images.reshape(len(images), -1)
+        spread = [mean_pairwise_distance(flat[predicted == label]) for label in range(NUM_CLASSES)]
+        return Coverage(
+            np.bincount(predicted, minlength=NUM_CLASSES),
+            mean_pairwise_distance(flat) / self.real_spread,
+            np.array(spread) / self.real_class_spread,
+        )
+
+    def class_accuracy(self, samples: np.ndarray, labels: np.ndarray) -> ClassAccuracy:
+        correct = self.classify(self.judged(samples)) == labels
+        return ClassAccuracy(np.array([correct[labels == label].mean() for label in range(NUM_CLASSES)]))
+
+
+def at_side(images: np.ndarray, side: int) -> np.ndarray:
+    """Square grayscale ``images`` at ``side``: larger ones (from ``pad_to``) cropped to their centre,
+    smaller ones (from ``resize``) resized up as the ``mnist`` feature extractor resizes (bilinear, antialiased).
+    """
+    images = np.asarray(images, np.float32)
+    own = images.shape[1]
+    if images.shape[1:] != (own, own, 1):
+        raise ValueError(f"a judge takes square grayscale images, got {images.shape[1:]}")
+    if own < side:
+        import keras
+
+        resized = keras.ops.image.resize(images, (side, side), interpolation="bilinear", antialias=True)
+        return np.clip(keras.ops.convert_to_numpy(resized), 0.0, 1.0)
+    margin = (own - side) // 2
+    return images[:, margin:margin + side, margin:margin + side]
+
+
+def mean_pairwise_distance(images: np.ndarray) -> float:
+    """Mean L2 distance over all pairs of images; NaN for fewer than two."""
+    from scipy.spatial.distance import pdist
+
+    if len(images) < 2:
+        return float("nan")
+    return float(pdist(np.asarray(images, np.float64).reshape(len(images), -1)).mean())
+
+
+def _judge(classify: Callable[[np.ndarray], np.ndarray], accuracy: float, images: np.ndarray,
+           labels: np.ndarray) -> Judge:
+    """A judge of samples at the side of the real ``images``, whose spreads it measures."""
+    class_spread = [mean_pairwise_distance(images[labels == label]) for label in range(NUM_CLASSES)]
+    return Judge(images.shape[1], classify, accuracy, mean_pairwise_distance(images), np.array(class_spread))
+
+
+def load_data(name: str, **options: Any) -> ganframe.ImageData:
+    """A data set exactly as a ganframe run loads it (MNIST from :data:`REAL_MNIST`)."""
+    return ganframe.get_registry().build("dataset", name, options, ganframe.DataContext(REAL_MNIST, SEED))
+
+
+def digits_judge() -> Judge:
+    """An SVC on 75% of the real digits, checked on the other 25%."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    data = load_data("digits")
+    pixels = data.images.reshape(len(data), -1).astype(np.float64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        pixels, data.labels, test_size=0.25, random_state=0, stratify=data.labels
+    )
+    classifier = SVC().fit(train_x, train_y)
+    accuracy = classifier.score(test_x, test_y)
+    # The coverage counts are only as good as the classifier (measured: 0.987).
+    assert accuracy > 0.95, f"digit classifier held-out accuracy {accuracy:.3f}"
+    return _judge(lambda images: classifier.predict(images.reshape(len(images), -1)), accuracy, data.images, data.labels)
+
+
+#: Real MNIST images the ``mnist`` judge measures its accuracy and the real spread on: the first
+#: of the test split, which neither the shipped classifier nor the learning runs trained on.
+MNIST_JUDGE_IMAGES = 1000
+
+
+def mnist_judge(**data_options: Any) -> Judge:
+    """ganframe's shipped MNIST classifier (feature extractor ``mnist``), checked on real test images.
+
+    ``data_options`` are the run's ``pad_to`` or ``resize``: samples of that shape are brought back to
+    28x28 (:func:`at_side`), and the real spread is measured on real images that went the same way.
+    """
+    data = load_data("mnist", split="test", limit=MNIST_JUDGE_IMAGES, **data_options)
+    extractor = ganframe.get_registry().build("feature_extractor", "mnist", {}, ganframe.DataSpec((28, 28, 1)))
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        return extractor.probabilities(images).argmax(axis=1)
+
+    images = at_side(data.images, 28)
+    accuracy = float((classify(images) == data.labels).mean())
+    # Its record (ganframe/builtin/weights/mnist_classifier.json) says 0.986 on the whole test split;
+    # measured on these 1000: 0.985 at 28x28 (and padded to 32), 0.975 resized to 16 and back.
+    assert accuracy > 0.95, f"MNIST classifier accuracy on real test images {accuracy:.3f}"
+    return _judge(classify, accuracy, images, data.labels)
+
+
+def sample(generator: Any, latent_dim: int, n: int = N_SAMPLES, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """``n`` images from noise drawn as ``GAN.generate`` draws it, G in inference mode."""
+    noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+    return np.asarray(generator(noise, training=False))
+
+
+#: Sample sets made of real images whose verdict is known: (images, labels) -> images, and
+#: whether the coverage criterion must pass them.
+KNOWN_SAMPLE_SETS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
+    "real images": (lambda images, labels: images, True),
+    "real images of 8 classes": (lambda images, labels: images[labels < 8], True),
+    "real images of 7 classes": (lambda images, labels: images[labels < 7], False),  # collapse onto 7 modes
+    "one image per class": (  # collapse within each class
+        lambda images, labels: np.repeat(
+            images[[np.flatnonzero(labels == label)[0] for label in range(NUM_CLASSES)]], 100, axis=0
+        ),
+        False,
+    ),
+    "one image": (lambda images, labels: np.repeat(images[:1], 1000, axis=0), False),  # total collapse
+    "real images, one class over half": (  # 8+ classes, but far from uniform
+        lambda images, labels: np.concatenate([images, np.repeat(images[labels == 0], 12, axis=0)]),
+        False,
+    ),
+}
+
+
+def train(config: dict[str, Any], tmp_path: Path) -> Any:
+    """A ganframe run of ``config`` in ``tmp_path``, without sample grids and health probes: they cost
+    time and are not judged here.
+    """
+    quiet = {"callbacks": {"samples": {"every": 0}}, "health": {"every": 0}}
+    run = ganframe.train({**config, **quiet, "out": str(tmp_path / "run")}, progress=False)
+    assert run.step == config["steps"]
+    return run
+
+
+def untrained_generator(config: dict[str, Any], spec: ganframe.DataSpec) -> tuple[Any, int]:
+    """G of ``config``'s architecture as built, seeded as a run of ``config`` seeds it, and its latent width."""
+    import keras
+
+    keras.utils.set_random_seed(config.get("seed", SEED))
+    networks = ganframe.get_registry().build("architecture", config["arch"], config.get("arch_options", {}), spec)
+    return networks.generator, networks.latent_dim
