@@ -394,3 +394,20 @@ def test_steps_per_execution_must_divide_steps_and_rounds_derived_lengths():
     assert validate_config({"steps": 30, "steps_per_execution": 10}).total_steps(1000) == 30
     assert validate_config({"epochs": 1, "batch_size": 10, "steps_per_execution": 7}).total_steps(100) == 7
     assert validate_config({"steps_per_execution": 3}).total_steps(100) == 9999
+
+
+# -- the recipes in docs/ ------------------------------------------------------------------
+
+RECIPES = sorted((Path(__file__).resolve().parent.parent / "docs" / "recipes").glob("*.toml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_is_a_valid_config_of_built_in_components(recipe):
+    """A recipe users copy must load as written: its fields and every component's options validate."""
+    checked = check_components(resolve_config(recipe), load_plugins(strict=True))
+    assert checked["arch"] is not None
+
+
+def test_the_recipes_are_there():
+    assert {path.stem for path in RECIPES} >= {"dense-mnist", "dcgan-mnist", "wgan-gp-mnist", "hinge-sn-resnet-mnist",
+                                               "cgan-mnist", "dcgan-fashion", "hinge-sn-resnet-cifar10"}
