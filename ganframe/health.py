@@ -12,7 +12,9 @@ d_acc_fake     share of generated images D calls fake
 d_margin       mean D(real) - mean D(fake), raw outputs
 d_grad_norm    global L2 norm of the gradient of D's loss w.r.t. D's trainable weights
 g_grad_norm    the same for G's loss and G's weights
-diversity      mean pairwise L2 distance of the generated images / that of the real ones
+diversity      mean pairwise L2 distance of the generated images / that of the real ones; for a
+               conditional GAN the mean of that ratio within each class (a G that ignores its
+               noise makes one image per class: 0, though its batch still spans the classes)
 coverage       28x28x1 data: effective number of classes the ``mnist`` classifier sees in the
                generated images (exp of the entropy of its class histogram); else empty
 d_change       ||w - w_prev|| / ||w_prev|| of D's trainable weights since the previous probe
@@ -181,6 +183,26 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
     return float(distances[np.triu_indices(len(flat), k=1)].mean())
 
 
+def diversity(fake: np.ndarray, real: np.ndarray, fake_labels: np.ndarray | None = None,
+              real_labels: np.ndarray | None = None) -> float | None:
+    """How spread out ``fake`` is, relative to ``real``: 1 when alike, 0 for copies; None when ``real`` has no spread.
+
+    With labels, the ratio is taken within each class both hold two images of, and averaged: the
+    classes' own spread, not the spread between classes, which a conditional G keeps even when it
+    makes one image per class.
+    """
+    if fake_labels is None or real_labels is None:
+        reference = mean_pairwise_distance(real)
+        return mean_pairwise_distance(fake) / reference if reference > 0 else None
+    ratios = []
+    for label in np.unique(fake_labels):
+        of_fake, of_real = fake[fake_labels == label], real[real_labels == label]
+        reference = mean_pairwise_distance(of_real)
+        if len(of_fake) >= 2 and reference > 0:
+            ratios.append(mean_pairwise_distance(of_fake) / reference)
+    return float(np.mean(ratios)) if ratios else None
+
+
 def effective_classes(probabilities: np.ndarray) -> tuple[float, int]:
     """(exp of the entropy of the predicted-class histogram, classes predicted for at least 1% of images).
 
@@ -295,7 +317,7 @@ class HealthMonitor(keras.callbacks.Callback):
             "d_margin": float(np.mean(real_out) - np.mean(fake_out)),
             "d_grad_norm": float(d_norm),
             "g_grad_norm": float(g_norm),
-            "diversity": mean_pairwise_distance(fake) / self.real_distance if self.real_distance > 0 else None,
+            "diversity": diversity(fake, self.real, fake_labels, self.real_labels if gan.conditional else None),
             "coverage": coverage,
             "d_change": changes[0],
             "g_change": changes[1],

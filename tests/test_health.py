@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import ganframe
-from ganframe.health import COLUMNS, check, effective_classes, mean_pairwise_distance, relative_change
+from ganframe.health import COLUMNS, check, diversity, effective_classes, mean_pairwise_distance, relative_change
 from datafiles import REAL_MNIST, needs_mnist
 from tinyrun import tiny_config
 
@@ -124,6 +124,18 @@ def test_the_measures():
     assert effective_classes(np.eye(4)[[2] * 100]) == (pytest.approx(1.0), 1)
     assert relative_change([np.full(4, 2.0)], [np.full(4, 2.0)]) == 0.0
     assert relative_change([np.array([3.0, 4.0])], [np.array([3.0, 4.5])]) == pytest.approx(0.1)
+
+
+def test_a_conditional_g_that_ignores_its_noise_has_no_diversity():
+    """One image per class spans the classes, so only the within-class ratio sees the collapse."""
+    rng = np.random.default_rng(0)
+    real, labels = rng.random((200, 8, 8, 1)), np.repeat(np.arange(10), 20)
+    one_per_class = real[::20][labels]  # each image of class k is the first real image of class k
+    assert diversity(real, real) == pytest.approx(1.0)
+    assert diversity(one_per_class, real) > 0.9  # across classes it looks varied ...
+    assert diversity(one_per_class, real, labels, labels) == pytest.approx(0.0, abs=1e-6)  # ... within a class, copies
+    assert diversity(real[::-1], real, labels[::-1], labels) == pytest.approx(1.0)
+    assert diversity(real, np.zeros_like(real)) is None
 
 
 def test_each_loss_says_where_d_decides():
