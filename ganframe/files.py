@@ -72,6 +72,14 @@ class CsvLog:
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow(values)
 
+    def rows(self) -> list[dict[str, int | float | None]]:
+        """The rows logged so far, as :meth:`append` wrote them: ``step`` an int, empty cells None."""
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as handle:
+            return [{column: (int(value) if column == "step" else float(value) if value else None)
+                     for column, value in row.items()} for row in csv.DictReader(handle)]
+
     def truncate_after(self, step: int) -> None:
         """Drop every row logged after ``step`` (atomically; a missing file stays missing)."""
         if not self.path.is_file():

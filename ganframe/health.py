@@ -30,12 +30,10 @@ has the rules and why they are what they are.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import keras
@@ -363,18 +361,10 @@ class HealthMonitor(keras.callbacks.Callback):
     def set_state(self, state: dict[str, Any], step: int) -> None:
         """Back to ``step``: the log loses later rows, and the rules see the probes up to it again."""
         self.log.truncate_after(step)
-        self.rows = read_rows(self.log.path)
+        self.rows = self.log.rows()
         self.alarms = [Alarm(**alarm) for alarm in state.get("warnings", [])]
         self.active = set(state.get("active", []))
         self.covered = state.get("classes_covered")
         if self.json_path.exists():
             self.write_json()
 
-
-def read_rows(path: Path) -> list[Row]:
-    """The rows of a ``health.csv`` (none if it does not exist), empty cells as None."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{column: (int(value) if column == "step" else float(value) if value else None)
-                 for column, value in row.items()} for row in csv.DictReader(handle)]
