@@ -57,6 +57,9 @@ MAX_KL_FROM_UNIFORM = 0.4
 #: average; the judges score 0.96-1.00 per class on real images.
 MIN_CLASS_ACCURACY = 0.8
 
+#: The classes a conditional generator is asked for when judged: each in turn, a tenth of the samples each.
+CLASS_LABELS = np.repeat(np.arange(NUM_CLASSES), N_SAMPLES // NUM_CLASSES)
+
 
 @dataclass(frozen=True)
 class Coverage:
@@ -155,6 +158,15 @@ class Judge:
         correct = self.classify(self.judged(samples)) == labels
         return ClassAccuracy(np.array([correct[labels == label].mean() for label in range(NUM_CLASSES)]))
 
+    def conditional(self, run: Any) -> tuple[ClassAccuracy, Coverage]:
+        """A conditional run's samples of :data:`CLASS_LABELS`: whether each is the class asked for, and
+        how they spread. Both must pass: the right class alone is not enough, since a G that ignores its
+        noise makes one image per class (seen with a learned class embedding in G), which only the per-class
+        diversity of the coverage rejects.
+        """
+        samples = run.generate(len(CLASS_LABELS), seed=SAMPLE_SEED, labels=CLASS_LABELS)
+        return self.class_accuracy(samples, CLASS_LABELS), self.coverage(samples)
+
 
 def at_side(images: np.ndarray, side: int) -> np.ndarray:
     """Square grayscale ``images`` at ``side``: larger ones (from ``pad_to``) cropped to their centre,
@@ -236,10 +248,12 @@ def mnist_judge(**data_options: Any) -> Judge:
     return _judge(classify, accuracy, images, data.labels)
 
 
-def sample(generator: Any, latent_dim: int, n: int = N_SAMPLES, seed: int = SAMPLE_SEED) -> np.ndarray:
-    """``n`` images from noise drawn as ``GAN.generate`` draws it, G in inference mode."""
+def sample(generator: Any, latent_dim: int, n: int = N_SAMPLES, seed: int = SAMPLE_SEED,
+           labels: np.ndarray | None = None) -> np.ndarray:
+    """``n`` images (a conditional G: one per label) from noise drawn as ``GAN.generate`` draws it, G in inference mode."""
+    n = n if labels is None else len(labels)
     noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
-    return np.asarray(generator(noise, training=False))
+    return np.asarray(generator(noise if labels is None else [noise, labels], training=False))
 
 
 #: Sample sets made of real images whose verdict is known: (images, labels) -> images, and

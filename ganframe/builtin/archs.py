@@ -8,10 +8,15 @@ so the engine can check it against the data.
 Each architecture supplies two bodies, G's (a code vector to an image) and D's feature
 extractor φ (an image to a vector); :func:`_networks` wires them into functional models the
 same way for all three. So the options they share (:class:`ArchOptions`) mean the same
-everywhere: ``conditional`` concatenates a learned class embedding to G's noise and makes D a
-projection discriminator (Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩;
-``spectral_norm`` wraps every weight of D, the class embedding included, in
-``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
+everywhere: ``conditional`` concatenates the class's one-hot code to G's noise (Mirza &
+Osindero 2014) and makes D a projection discriminator (Miyato & Koyama 2018),
+logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩; ``spectral_norm`` wraps every weight of D, the class
+embedding included, in ``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
+
+G takes the one-hot code itself, not a learned embedding of it: an embedding E followed by
+G's first layer W is a product E·W, whose class path then learns faster than the noise
+path W alone; measured on a conditional dcgan, G came to ignore its noise and made one
+image per class (docs/architectures.md, "Conditional generation").
 
 Keras is imported inside the factories: listing plugins stays TensorFlow-free.
 Layers are ``keras.layers`` only, so the networks are backend-portable. Built under a
@@ -50,8 +55,8 @@ class ArchOptions(Options):
     )
     conditional: bool = Field(
         False,
-        description="Class-conditional G and D (needs labelled data): G gets a class embedding concatenated to "
-        "its noise, D is a projection discriminator; both then take [inputs, labels].",
+        description="Class-conditional G and D (needs labelled data): G gets the class's one-hot code concatenated "
+        "to its noise, D is a projection discriminator; both then take [inputs, labels].",
     )
     spectral_norm: bool = Field(
         False, description="Spectral normalization of every weight of D (keeps D's Lipschitz constant near 1)."
@@ -123,6 +128,12 @@ def _chain(layers: list[Any], x: Any) -> Any:
     return x
 
 
+def _one_hot(labels: Any, num_classes: int) -> Any:
+    import keras
+
+    return keras.layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
+
+
 def _class_embedding(labels: Any, num_classes: int, width: int, spectral_norm: bool = False) -> Any:
     """A learned (num_classes, width) class embedding of ``labels``.
 
@@ -132,8 +143,7 @@ def _class_embedding(labels: Any, num_classes: int, width: int, spectral_norm: b
     """
     import keras
 
-    one_hot = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
-    return _sn(keras.layers.Dense(width, use_bias=False), spectral_norm)(one_hot)
+    return _sn(keras.layers.Dense(width, use_bias=False), spectral_norm)(_one_hot(labels, num_classes))
 
 
 def _with_labels(first: Any, conditional: bool) -> tuple[Any, Any]:
@@ -147,7 +157,7 @@ def _with_labels(first: Any, conditional: bool) -> tuple[Any, Any]:
 
 
 def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: Body, critic_features: Body) -> Networks:
-    """G = body(noise [⊕ embed(y)]) and D = ψ(φ(x)) [+ ⟨embed(y), φ(x)⟩] as functional models.
+    """G = body(noise [⊕ one_hot(y)]) and D = ψ(φ(x)) [+ ⟨embed(y), φ(x)⟩] as functional models.
 
     G is built before D, so layer by layer the weights are initialised in the order they appear.
     """
@@ -162,7 +172,7 @@ def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: B
     inputs, labels = _with_labels(noise, options.conditional)
     code = noise
     if labels is not None:
-        code = keras.layers.Concatenate()([noise, _class_embedding(labels, spec.num_classes, options.latent_dim)])
+        code = keras.layers.Concatenate()([noise, _one_hot(labels, spec.num_classes)])
     generator = keras.Model(inputs, generator_body(code), name="generator")
 
     image = keras.Input(spec.shape, name="image")
