@@ -120,9 +120,9 @@ class ClassAccuracy:
 
     per_class: np.ndarray
 
-    def failures(self) -> list[str]:
-        low = {label: round(float(value), 3) for label, value in enumerate(self.per_class) if value < MIN_CLASS_ACCURACY}
-        return [f"classes below {MIN_CLASS_ACCURACY} accuracy: {low}"] if low else []
+    def failures(self, minimum: float = MIN_CLASS_ACCURACY) -> list[str]:
+        low = {label: round(float(value), 3) for label, value in enumerate(self.per_class) if value < minimum}
+        return [f"classes below {minimum} accuracy: {low}"] if low else []
 
     def __str__(self) -> str:
         return f"accuracy mean {self.per_class.mean():.3f}, min {self.per_class.min():.3f}: " + " ".join(

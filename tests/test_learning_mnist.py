@@ -3,8 +3,8 @@
 Each slow test trains an architecture with a loss it is meant for on the first
 :data:`MNIST_LIMIT` training images and judges 1000 samples with ganframe's shipped MNIST
 classifier (``tests/judges.py``: the criterion of ``test_learning.py``, 8+ of 10 classes
-found, shares near uniform, diverse overall and per class; the conditional dcgan must also
-make the class asked for, >= 80% of the time for every class). Skipped without a local MNIST.
+found, shares near uniform, diverse overall and per class; a conditional one must also
+make the class asked for: dcgan >= 80% of the time for every class, resnet >= 40%). Skipped without a local MNIST.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datafiles import needs_mnist
 from judges import (
     CLASS_LABELS,
     KNOWN_SAMPLE_SETS,
+    MIN_CLASS_ACCURACY,
     MNIST_JUDGE_IMAGES,
     N_SAMPLES,
     SAMPLE_SEED,
@@ -89,6 +90,19 @@ CONDITIONAL_DCGAN = {**DCGAN, "arch_options": {**DCGAN["arch_options"], "base_ch
                      "ema": 0.99}
 CONDITIONAL_DCGAN_STEPS = 2400
 
+#: ``resnet`` conditional, the networks of RESNET, G's weights averaged. Measured (seeds 0 and 1;
+#: mean / lowest class accuracy):
+#:   1200: .44/.29, .23/.05   1500: .69/.35, .40/.23   1800: .80/.51, .64/.32   2100: .81/.64, .77/.49
+#:   2400: .78/.58, .84/.60; ~0.11 s of CPU time per step. It levels off below the 0.8 every class
+#: must reach in the dcgan test (the 16x16 judge errs more too: 0.975 on real images), so its bound
+#: is lower, CONDITIONAL_RESNET_MIN_ACCURACY: it guards the fix that made it learn at all. With D's
+#: class projection on the sum-pooled features (Miyato & Koyama's) instead of the flattened last
+#: map: mean .07-.11 at 600 steps, .14-.16 at 1800 (chance: .10), whatever the loss (hinge,
+#: non-saturating), spectral norm on or off, or a learned embedding in G (.23 at 1200).
+CONDITIONAL_RESNET = {**RESNET, "arch_options": {**RESNET["arch_options"], "conditional": True}, "ema": 0.99}
+CONDITIONAL_RESNET_STEPS = 2400
+CONDITIONAL_RESNET_MIN_ACCURACY = 0.4
+
 
 @pytest.fixture(scope="module")
 def judge() -> Judge:
@@ -127,11 +141,15 @@ def test_untrained_generators_fail_the_criterion(config: dict[str, Any], judge_n
     assert coverage.failures(), f"untrained {config['arch']} G passes: {coverage}"
 
 
-def test_untrained_conditional_dcgan_fails_the_criterion(judge: Judge) -> None:
-    data = load_data("mnist", **{**CONDITIONAL_DCGAN["data_options"], "limit": 10})
-    generator, latent_dim = untrained_generator(CONDITIONAL_DCGAN, data.spec)
-    accuracy = judge.class_accuracy(sample(generator, latent_dim, labels=CLASS_LABELS), CLASS_LABELS)
-    assert accuracy.failures(), f"untrained conditional dcgan G passes: {accuracy}"
+@pytest.mark.parametrize(("config", "judge_name"), [(CONDITIONAL_DCGAN, "judge"), (CONDITIONAL_RESNET, "judge16")],
+                         ids=["dcgan", "resnet"])
+def test_untrained_conditional_generators_fail_the_criterion(config: dict[str, Any], judge_name: str,
+                                                             request) -> None:
+    data = load_data("mnist", **{**config["data_options"], "limit": 10})
+    generator, latent_dim = untrained_generator(config, data.spec)
+    accuracy = request.getfixturevalue(judge_name).class_accuracy(sample(generator, latent_dim, labels=CLASS_LABELS),
+                                                                  CLASS_LABELS)
+    assert accuracy.failures(), f"untrained conditional {config['arch']} G passes: {accuracy}"
 
 
 @pytest.mark.slow
@@ -146,9 +164,14 @@ def test_architecture_covers_the_mnist_classes(config: dict[str, Any], steps: in
 
 
 @pytest.mark.slow
-def test_conditional_dcgan_generates_the_class_asked_for(judge: Judge, tmp_path) -> None:
-    run = train({**CONDITIONAL_DCGAN, "steps": CONDITIONAL_DCGAN_STEPS}, tmp_path)
-    accuracy, coverage = judge.conditional(run)
-    print(f"conditional dcgan after {CONDITIONAL_DCGAN_STEPS} steps: {accuracy}; {coverage}")
-    assert not accuracy.failures(), f"conditional dcgan after {CONDITIONAL_DCGAN_STEPS} steps: {accuracy}"
-    assert not coverage.failures(), f"conditional dcgan after {CONDITIONAL_DCGAN_STEPS} steps: {coverage}"
+@pytest.mark.parametrize(("config", "steps", "minimum", "judge_name"), [
+    (CONDITIONAL_DCGAN, CONDITIONAL_DCGAN_STEPS, MIN_CLASS_ACCURACY, "judge"),
+    (CONDITIONAL_RESNET, CONDITIONAL_RESNET_STEPS, CONDITIONAL_RESNET_MIN_ACCURACY, "judge16"),
+], ids=["dcgan", "resnet-hinge"])
+def test_conditional_architecture_generates_the_class_asked_for(config: dict[str, Any], steps: int, minimum: float,
+                                                                judge_name: str, request, tmp_path) -> None:
+    run = train({**config, "steps": steps}, tmp_path)
+    accuracy, coverage = request.getfixturevalue(judge_name).conditional(run)
+    print(f"conditional {config['arch']} after {steps} steps: {accuracy}; {coverage}")
+    assert not accuracy.failures(minimum), f"conditional {config['arch']} after {steps} steps: {accuracy}"
+    assert not coverage.failures(), f"conditional {config['arch']} after {steps} steps: {coverage}"

@@ -6,12 +6,13 @@ activation fixes its output range, which the returned :class:`~ganframe.Networks
 so the engine can check it against the data.
 
 Each architecture supplies two bodies, G's (a code vector to an image) and D's feature
-extractor φ (an image to a vector); :func:`_networks` wires them into functional models the
-same way for all three. So the options they share (:class:`ArchOptions`) mean the same
-everywhere: ``conditional`` concatenates the class's one-hot code to G's noise (Mirza &
-Osindero 2014) and makes D a projection discriminator (Miyato & Koyama 2018),
-logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩; ``spectral_norm`` wraps every weight of D, the class
-embedding included, in ``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
+extractor φ (an image to a vector or a feature map); :func:`_networks` wires them into
+functional models the same way for all three. So the options they share
+(:class:`ArchOptions`) mean the same everywhere: ``conditional`` concatenates the class's
+one-hot code to G's noise (Mirza & Osindero 2014) and makes D a projection discriminator
+(Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩, the projection on φ(x)
+flattened; ``spectral_norm`` wraps every weight of D, the class embedding included, in
+``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
 
 G takes the one-hot code itself, not a learned embedding of it: an embedding E followed by
 G's first layer W is a product E·W, whose class path then learns faster than the noise
@@ -156,9 +157,13 @@ def _with_labels(first: Any, conditional: bool) -> tuple[Any, Any]:
     return [first, labels], labels
 
 
-def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: Body, critic_features: Body) -> Networks:
-    """G = body(noise [⊕ one_hot(y)]) and D = ψ(φ(x)) [+ ⟨embed(y), φ(x)⟩] as functional models.
+def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: Body, critic_features: Body,
+              pool: Body | None = None) -> Networks:
+    """G = body(noise [⊕ one_hot(y)]) and D = ψ(pool(φ(x))) [+ ⟨embed(y), flat(φ(x))⟩] as functional models.
 
+    φ(x) is D's last hidden layer or feature map; ψ reads it pooled by ``pool`` (default:
+    flattened), the class projection always flattened, so that it sees where features are: on
+    a sum-pooled φ a conditional resnet's G barely learned its classes (docs/architectures.md).
     G is built before D, so layer by layer the weights are initialised in the order they appear.
     """
     import keras
@@ -178,10 +183,13 @@ def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: B
     image = keras.Input(spec.shape, name="image")
     inputs, labels = _with_labels(image, options.conditional)
     features = critic_features(image)
-    logit = _sn(keras.layers.Dense(1), options.spectral_norm)(features)
+    if pool is None and len(features.shape) > 2:
+        features = keras.layers.Flatten()(features)
+    logit = _sn(keras.layers.Dense(1), options.spectral_norm)(features if pool is None else pool(features))
     if labels is not None:
-        embedded = _class_embedding(labels, spec.num_classes, features.shape[-1], options.spectral_norm)
-        logit = keras.layers.Add()([logit, keras.layers.Dot(axes=1)([embedded, features])])
+        flat = keras.layers.Flatten()(features) if len(features.shape) > 2 else features
+        embedded = _class_embedding(labels, spec.num_classes, flat.shape[-1], options.spectral_norm)
+        logit = keras.layers.Add()([logit, keras.layers.Dot(axes=1)([embedded, flat])])
     discriminator = keras.Model(inputs, logit, name="discriminator")
 
     return Networks(
@@ -286,7 +294,6 @@ def build_dcgan(spec: DataSpec, options: DCGANOptions) -> Networks:
             if normalise:
                 layers.append(_batchnorm())
             layers += [keras.layers.LeakyReLU(LEAKY_SLOPE), *_dropout(options.dropout)]
-        layers.append(keras.layers.Flatten())
         return _chain(layers, image)
 
     return _networks("dcgan", spec, options, generator, critic)
@@ -355,7 +362,8 @@ def build_resnet(spec: DataSpec, options: ResNetOptions) -> Networks:
 
     G: noise → 4x4 map, one upsampling residual block per doubling, BN, ReLU, conv 3x3 and the
     output activation. D: residual blocks halving the side down to 8x8, then two more at 8x8,
-    ReLU, global sum pooling, one linear logit. At 32x32: three up blocks, four D blocks.
+    ReLU, global sum pooling, one linear logit (a conditional D projects its class embedding on
+    the last map flattened, not pooled). At 32x32: three up blocks, four D blocks.
     """
     import keras
 
@@ -376,10 +384,12 @@ def build_resnet(spec: DataSpec, options: ResNetOptions) -> Networks:
         x = image
         for i in range(n_down + 2):
             x = _down_block(x, options.d_channels, options.spectral_norm, downsample=i < n_down, first=i == 0)
-        x = keras.layers.ReLU()(x)
-        return keras.ops.sum(x, axis=(1, 2))  # global sum pooling: φ(x)
+        return keras.layers.ReLU()(x)
 
-    return _networks("resnet", spec, options, generator, critic)
+    def global_sum_pooling(x: Any) -> Any:
+        return keras.ops.sum(x, axis=(1, 2))
+
+    return _networks("resnet", spec, options, generator, critic, pool=global_sum_pooling)
 
 
 @hookimpl
