@@ -2,6 +2,8 @@
 
 ``private_cache`` (automatic): ``GANFRAME_CACHE_DIR`` points at a temporary directory.
 
+``global_seeds`` (automatic): every test starts from the same global random state.
+
 ``installed_plugins``: the real plugin distributions in ``tests/plugin_packages``,
 pip-installed into a private directory that is on ``sys.path`` only while a test
 that asks for the fixture runs (other tests never see them).
@@ -13,12 +15,14 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import random
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
@@ -90,6 +94,20 @@ def _build_plugin_dirs(root: Path, scratch: Path) -> None:
     for directory, packages in PLUGIN_DIRS.items():
         _pip_install(packages, root / directory, scratch / directory)
     (root / "complete").write_text("ok\n")
+
+
+@pytest.fixture(autouse=True)
+def global_seeds() -> None:
+    """Seed Python, NumPy and (once imported) Keras and TensorFlow before each test.
+
+    Keras draws the initial weights of a network built without an explicit seed from Python's
+    ``random``, so without this a test's networks, and every number compared against them, would
+    depend on which tests ran before it (a spectral-norm check failed only after its neighbours).
+    """
+    random.seed(0)
+    np.random.seed(0)
+    if "keras" in sys.modules:  # importing Keras here would load TensorFlow for every test
+        sys.modules["keras"].utils.set_random_seed(0)
 
 
 @pytest.fixture(autouse=True, scope="session")

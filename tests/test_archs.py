@@ -162,19 +162,26 @@ def largest_singular_value(kernel) -> float:
     return float(np.linalg.svd(matrix, compute_uv=False)[0])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize(("arch", "options"), [("dense", SMALL_DENSE), ("resnet", SMALL_RESNET)])
-def test_spectral_norm_normalizes_every_weight_of_d(registry, arch, options):
+def test_spectral_norm_normalizes_every_weight_of_d(registry, arch, options, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
     nets = registry.build("architecture", arch, {**options, "spectral_norm": True}, DIGITS)
     wrapped = [layer for layer in nets.discriminator.layers if layer.__class__.__name__ == "SpectralNormalization"]
     images = generate(nets, n=8)
     before = [largest_singular_value(layer.kernel) for layer in wrapped]
     nets.discriminator(images, training=False)  # inference leaves the weights alone
     assert [largest_singular_value(layer.kernel) for layer in wrapped] == before
-    for _ in range(50):  # one power iteration per training call (a run does one per D call, every step)
+    for _ in range(200):  # one power iteration per training call (a run does one per D call, every step)
         nets.discriminator(images, training=True)
     after = [largest_singular_value(layer.kernel) for layer in wrapped]
     assert max(abs(np.array(before) - 1)) > 0.1, before
-    np.testing.assert_allclose(after, 1.0, atol=5e-3)
+    # Power iteration's error shrinks as (s2/s1)^(2n), so how many calls it needs depends on the draw's gap
+    # between the two largest singular values: over 12 seeded draws of each network, the largest
+    # |s1 - 1| was 4.6e-4 after 50 calls (one unseeded draw: 1.5e-2) and 3.6e-7 after 200.
+    np.testing.assert_allclose(after, 1.0, atol=1e-4)
     # the power iteration's vector is D state, so checkpoints (which hold discriminator.variables) keep it
     u = [v for v in nets.discriminator.non_trainable_variables if "vector_u" in v.path]
     assert len(u) == len(wrapped) and all(any(v is w for w in nets.discriminator.variables) for v in u)

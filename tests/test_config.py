@@ -377,15 +377,18 @@ def test_check_components_unknown_default_arch_with_builtins():
         ({"data_options": {"size": 3}}, "dataset 'inproc-data' (plugin 'inproc') option 'size': unknown field"),
         ({"penalties": {"inproc-penalty": {"width": -1}}}, "loss 'inproc-penalty' (plugin 'inproc') option 'width': got -1"),
         ({"augmentations": {"flip": {}}}, "unknown augmentation 'flip'; available: {augmentations}"),
-        ({"callbacks": {"early_stop": {}}}, "unknown callback 'early_stop'; available: checkpoint, metrics, samples"),
+        ({"callbacks": {"early_stop": {}}}, "unknown callback 'early_stop'; available: {callbacks}"),
     ],
 )
 def test_check_components_errors(registry, fields, expected):
     with pytest.raises(ConfigError) as raised:
         check_components(_config(**fields), registry)
-    # installed plugin distributions (plugins/*) may add augmentations: name exactly those available
-    augmentations = ", ".join(registry.names("augmentation")) or "(none)"
-    assert expected.replace("{augmentations}", augmentations) in str(raised.value)
+    # Installed plugin distributions (plugins/*, a user's own) may add augmentations and callbacks: the
+    # message must name exactly those registered, and the built-in callbacks are always among them.
+    assert {"checkpoint", "metrics", "samples"} <= set(registry.names("callback"))
+    for kind in ("augmentation", "callback"):
+        expected = expected.replace(f"{{{kind}s}}", ", ".join(registry.names(kind)) or "(none)")
+    assert expected in str(raised.value)
 
 
 def test_steps_per_execution_must_divide_steps_and_rounds_derived_lengths():
