@@ -139,18 +139,17 @@ def test_help(command, expected):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"]], ids=lambda args: args[0])
-def test_console_script_is_fast_and_imports_no_tensorflow(args):
+def test_console_script_imports_no_tensorflow(args):
+    # What keeps these commands fast is not importing TensorFlow (seconds on its own), which this checks
+    # exactly; a wall-clock bound would only measure how busy the machine is.
     # -X importtime lists every module the real console script imports, on stderr.
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-X", "importtime", str(CLI), *args], env=clean_env(),
                           capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "ganframe.cli" in imported  # the check itself works
     heavy = sorted(name for name in imported if name.split(".")[0] in {"tensorflow", "keras"})
     assert not heavy, f"`ganframe {' '.join(args)}` imported {heavy[:5]}"
-    assert elapsed < 3, f"`ganframe {' '.join(args)}` took {elapsed:.1f} s"
     assert "ganframe" in done.stdout
 
 

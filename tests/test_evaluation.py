@@ -44,6 +44,18 @@ class Counter(keras.callbacks.Callback):
         self.restored = (state, step)
 
 
+class Scripted(ganframe.Metric):
+    """Scores the evaluations in turn from a fixed list, so a test decides which one is best."""
+
+    higher_is_better = False
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = iter(scores)
+
+    def compute(self, real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
+        return {"scripted": next(self.scores)}
+
+
 COUNTERS: list[Counter] = []
 
 
@@ -57,6 +69,8 @@ class EvaluationPlugin:
     @ganframe.hookimpl
     def ganframe_register_metrics(register):
         register("mean_gap", lambda spec, options: MeanGap(), "|mean(real) - mean(fake)|.")
+        # evaluations at steps 0, 4, 8: the middle one is best (lower is better), not the last
+        register("scripted", lambda spec, options: Scripted([3.0, 1.0, 2.0]), "3, then 1, then 2.")
 
     @staticmethod
     @ganframe.hookimpl
@@ -106,6 +120,21 @@ def test_scores_are_logged_and_the_best_checkpoint_kept(registry, tmp_path, caps
     assert best.step == best_step
     latest = ganframe.load_run(run.path, registry=registry)
     assert latest.step == 8
+
+
+def test_the_best_checkpoint_is_the_best_evaluation_not_the_last(registry, tmp_path):
+    run = ganframe.train(config(tmp_path, metrics={"scripted": {}}, evaluation={"every": 4, "samples": 200,
+                                                                               "best": "scripted"}),
+                         registry=registry, progress=False)
+    manifest, _ = read_checkpoint(run.path / "checkpoints" / "best.npz")
+    assert (manifest["step"], manifest["score"]["scripted"]) == (4, 1.0)  # not step 8's 2.0
+
+    best = ganframe.load_run(run.path, checkpoint="best", registry=registry)
+    at_4 = ganframe.load_run(run.path, checkpoint=run.path / "checkpoints" / "ckpt-000000004.npz", registry=registry)
+    latest = ganframe.load_run(run.path, registry=registry)
+    assert (best.step, at_4.step, latest.step) == (4, 4, 8)
+    np.testing.assert_array_equal(best.generate(8, seed=3), at_4.generate(8, seed=3))
+    assert not np.array_equal(best.generate(8, seed=3), latest.generate(8, seed=3))
 
 
 def test_a_best_score_no_metric_reports_fails_before_training(registry, tmp_path):

@@ -63,18 +63,30 @@ def test_shape_and_dtype_are_kept_and_the_images_change(registry, spec, policy):
 
 
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout"])
-def test_each_policy_is_differentiable(registry, policy):
+def test_each_policy_passes_the_gradient_of_its_affine_map(registry, policy):
     import tensorflow as tf  # only the test uses TensorFlow directly, for the tape
 
+    # For fixed random draws each policy is affine in the images (brightness adds, saturation and contrast
+    # mix with a mean, translation and cutout move or zero pixels), so for L = sum(augment(x) * w) the
+    # change L(x + v) - L(x) is exactly <dL/dx, v>: a gradient that is wrong anywhere shows here.
     augment = build(registry, RGB, policy=policy)
+    rng = np.random.default_rng(1)
     images = tf.constant(random_images(RGB, n=4))
-    weights = tf.constant(np.random.default_rng(1).normal(size=(4, 32, 32, 3)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(4, 32, 32, 3)).astype(np.float32))
+    direction = tf.constant(rng.normal(size=(4, 32, 32, 3)).astype(np.float32))
+
+    def loss(x):
+        return tf.reduce_sum(augment(x, seeded()) * weights)  # the same draws on every call
+
     with tf.GradientTape() as tape:
         tape.watch(images)
-        loss = tf.reduce_sum(augment(images, seeded()) * weights)
-    grads = tape.gradient(loss, images)
-    assert grads is not None
-    assert np.isfinite(grads.numpy()).all() and np.abs(grads.numpy()).sum() > 0
+        value = loss(images)
+    grads = tape.gradient(value, images)
+    predicted = float(tf.reduce_sum(grads * direction))
+    # float32 sums of 12288 terms of size ~1, totals ~100: measured |difference| <= 6.1e-5 over three draws
+    # of each policy; a wrong gradient (the identity's, say) is off by 25 or more
+    assert float(loss(images + direction) - value) == pytest.approx(predicted, abs=1e-3)
+    assert abs(predicted) > 1.0
 
 
 def test_translation_moves_a_bright_pixel_by_at_most_the_ratio(registry):
@@ -179,16 +191,24 @@ def tiny_run(tmp_path, **changes):
     return ganframe.train(config, progress=False)
 
 
-def test_a_short_training_run(tmp_path):
-    run = tiny_run(tmp_path)
+def test_a_short_training_run_shows_the_augmentation_to_d(tmp_path):
+    run = tiny_run(tmp_path / "augmented")
     assert run.step == 5
-    history = run.history.history
-    assert np.isfinite(history["d_loss"]).all() and np.isfinite(history["g_loss"]).all()
+    again = tiny_run(tmp_path / "again")
+    plain = tiny_run(tmp_path / "plain", augmentations={})
+    d_loss = {name: np.asarray(r.history.history["d_loss"]) for name, r in (("augmented", run), ("again", again),
+                                                                           ("plain", plain))}
+    assert np.isfinite(d_loss["augmented"]).all() and np.isfinite(run.history.history["g_loss"]).all()
+    np.testing.assert_array_equal(d_loss["augmented"], d_loss["again"])  # seeded: the same draws
+    assert not np.allclose(d_loss["augmented"], d_loss["plain"])  # D saw augmented images, from step 1 on
     images = run.generate(4, seed=0)
     assert images.shape == (4, 8, 8, 1) and np.isfinite(images).all()
 
 
 def test_a_short_training_run_compiled_with_xla(tmp_path):
-    run = tiny_run(tmp_path, steps=2, jit_compile=True, augmentations={"diffaugment": {"policy": "translation,cutout,color"}})
+    policy = {"diffaugment": {"policy": "translation,cutout,color"}}
+    run = tiny_run(tmp_path / "augmented", steps=2, jit_compile=True, augmentations=policy)
+    plain = tiny_run(tmp_path / "plain", steps=2, jit_compile=True, augmentations={})
     assert run.step == 2
     assert np.isfinite(run.history.history["d_loss"]).all()
+    assert not np.allclose(run.history.history["d_loss"], plain.history.history["d_loss"])
