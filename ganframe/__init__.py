@@ -34,8 +34,11 @@ from ganframe.files import CsvLog, atomic_write
 from ganframe.hookspecs import hookimpl, hookspec
 from ganframe.images import save_image_grid
 from ganframe.plugins import get_registry, load_plugins
+from ganframe.quiet import install as _quiet_tensorflow
 
 __version__ = "0.1.0"
+
+_quiet_tensorflow()  # TensorFlow's C++ start-up lines, whoever imports it first (ganframe.quiet)
 
 # name -> module that defines it; imported (with TensorFlow) on first access.
 _LAZY = {

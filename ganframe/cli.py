@@ -23,6 +23,7 @@ from ganframe.contract import CONTRACT_VERSION, KINDS
 from ganframe.config import check_components, resolve_config
 from ganframe.errors import ConfigError, GanframeError
 from ganframe.plugins import get_registry, options_model_summary, reset_registry
+from ganframe.quiet import VERBOSE_ENV
 
 app = typer.Typer(
     name="ganframe",
@@ -66,11 +67,15 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
     strict: bool = typer.Option(False, "--strict", help="Make any plugin failure fatal (same as GANFRAME_STRICT_PLUGINS=1)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's start-up and info log on stderr "
+                                                          "(same as GANFRAME_VERBOSE=1)."),
 ) -> None:
     """ganframe: a plugin-based GAN framework on TensorFlow and Keras 3."""
     if strict:
         os.environ["GANFRAME_STRICT_PLUGINS"] = "1"
         reset_registry()  # a registry loaded earlier in this process was not strict
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read when TensorFlow is first imported (ganframe.quiet)
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -174,7 +179,6 @@ def train(
         typer.echo(f"warning: {len(failed)} plugin(s) failed to load and are skipped (see `ganframe plugins`): "
                    f"{', '.join(failed)}", err=True)
     typer.echo("loading TensorFlow ...", err=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ganframe.run import train as train_run
 
     run = train_run(run_config, resume=resume, overwrite=overwrite, registry=registry)
@@ -252,7 +256,6 @@ def _check_output(out: Path, suffixes: dict[str, str]) -> None:
 
 
 def _load_run(run: Path, checkpoint: str | None = None) -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ganframe.run import load_run
 
     return load_run(run, checkpoint=checkpoint)
@@ -345,20 +348,26 @@ def evaluate(
                                                                             "density_coverage, or a plugin's. Repeatable. Default: fid."),
     against: str = typer.Option("mnist:test", help="The real data: a dataset NAME or NAME:SPLIT, e.g. mnist:train."),
     against_option: Optional[list[str]] = typer.Option(None, "--against-option", help="Real dataset option KEY=VALUE (repeatable)."),
-    data_dir: Optional[Path] = typer.Option(None, help="The real data's directory (else GANFRAME_DATA_DIR)."),
+    data_dir: Optional[Path] = typer.Option(None, help="The real data's directory (else, against a run's own data set, "
+                                                       "the run's data_dir; else GANFRAME_DATA_DIR)."),
     extractor: Optional[str] = typer.Option(None, help="Feature extractor of every metric that has one: mnist (default) or inception."),
     metric_option: Optional[list[str]] = typer.Option(None, "--metric-option", help="METRIC.KEY=VALUE, e.g. kid.subsets=10 (repeatable)."),
     n: int = typer.Option(10_000, "--n", min=2, max=100_000, help="Images per set (fewer if either set has fewer)."),
     seed: int = typer.Option(0, help="Seed of the run's noise and of the real subset."),
     checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
-    out: Path = typer.Option(Path("scores.json"), "--out", "-o", help="Where to write the scores and their protocol (JSON)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the scores and their protocol (JSON). "
+                                                                "Default: RUN/scores.json (shown by `ganframe report RUN`), "
+                                                                "else scores.json."),
 ) -> None:
     """Score a run's samples, or images in a file or folder, against real data, e.g. `ganframe evaluate RUN --metric fid --metric kid`."""
+    from ganframe.report import SCORES_FILE
+
+    if out is None:
+        out = samples / SCORES_FILE if (samples / "config.toml").is_file() else Path(SCORES_FILE)
     _check_output(out, {".json": "scores and their protocol"})
     registry = get_registry()
     options = _metric_options(metric or ["fid"], extractor, metric_option, registry)
     typer.echo("loading TensorFlow ...", err=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ganframe.evaluation import evaluate as evaluate_samples
     from ganframe.files import atomic_write
 

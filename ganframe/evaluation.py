@@ -27,7 +27,7 @@ import numpy as np
 
 from ganframe import __version__
 from ganframe.checkpoints import BEST, save_checkpoint
-from ganframe.config import EvaluationConfig
+from ganframe.config import EvaluationConfig, read_toml, validate_config
 from ganframe.contract import DataContext, DataSpec, Metric
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
@@ -206,6 +206,12 @@ def load_samples(samples: str | Path | np.ndarray, n: int, spec: DataSpec, *, re
     return _rescale(data.images, data.spec.value_range, spec.value_range), where
 
 
+def _run_data_dir(run: Path, data: str) -> Path | None:
+    """The directory a run read ``data`` from, if it trained on that data set: where its real images lie."""
+    config = validate_config(read_toml(run / "config.toml"))
+    return config.data_dir if config.data == data else None
+
+
 def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
              metrics: Sequence[str] | dict[str, dict[str, Any]] = ("fid",), *, n: int = 10_000,
              against_options: dict[str, Any] | None = None, data_dir: str | Path | None = None, seed: int = 0,
@@ -213,7 +219,8 @@ def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
     """Score ``samples`` (a run directory, an .npz/.npy, an image folder or an array) against real data.
 
     ``against`` names a dataset, optionally with a split (``mnist:test``); ``against_options`` are
-    more of its options, ``data_dir`` its directory (else ``GANFRAME_DATA_DIR``). Both sets hold
+    more of its options, ``data_dir`` its directory (else, against a run's own data set, the run's
+    ``data_dir``; else ``GANFRAME_DATA_DIR``). Both sets hold
     the same number of images: ``n``, or fewer when either has fewer; a larger real set gives a
     random subset drawn with ``seed``. ``metrics`` are names, or names with options.
     """
@@ -221,10 +228,11 @@ def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
     requested = dict.fromkeys(metrics, {}) if not isinstance(metrics, dict) else metrics
     for name, options in requested.items():
         registry.options("metric", name, options)  # every name and option checked before any work
-    samples_kind(samples)
+    kind = samples_kind(samples)
     name, options = parse_against(against)
     options.update(against_options or {})
-    directory = data_dir or os.environ.get("GANFRAME_DATA_DIR") or None
+    directory = (data_dir or (_run_data_dir(Path(samples), name) if kind == "run" else None)
+                 or os.environ.get("GANFRAME_DATA_DIR") or None)
     real = registry.build("dataset", name, options, DataContext(Path(directory) if directory else None, seed))
     fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,
                                 checkpoint=checkpoint)

@@ -3,7 +3,8 @@
 :func:`write_report` turns a run directory into one HTML page and its PNG figures, in one folder
 (default ``RUN/report/``) that refers to nothing outside itself, so it can be copied, mailed or
 archived as it is: sample grids over time, the losses (``metrics.csv``), the scores and their
-protocol (``evaluations.csv``/``.json``), the training-health probes and their warnings
+protocol (``evaluations.csv``/``.json`` during training, ``scores.json`` from ``ganframe evaluate
+RUN``), the training-health probes and their warnings
 (``health.csv``/``.json``), divergence rollbacks, the run's metadata (``run.json``) and its
 resolved config. A short or old run, or one with a callback switched off, lacks some of these
 files: the report says which and why that may be, rather than failing, and treats a file it
@@ -31,6 +32,8 @@ from ganframe.errors import ConfigError
 from ganframe.files import atomic_write
 
 REPORT_FILE = "report.html"
+#: Where ``ganframe evaluate RUN`` writes its scores and their protocol, and where the report finds them.
+SCORES_FILE = "scores.json"
 FIGURES = "figures"
 #: At most this many sample grids, evenly spaced over the run, the first and the last included.
 MAX_GRIDS = 8
@@ -42,7 +45,7 @@ SAMPLE_FILE = re.compile(r"^step_(\d+)\.png$")
 MISSING = {
     "run.json": "the run's metadata (versions, plugins, data shape) was never written: the run stopped before training began",
     "metrics.csv": "no loss log: callbacks.metrics.every = 0, or the run stopped before its first row",
-    "evaluations.csv": "no scores: the run had no [metrics] (e.g. ganframe train --metric fid)",
+    "evaluations.csv": "no scores during training: the run had no [metrics] (e.g. ganframe train --metric fid)",
     "evaluations.json": "the scores' protocol (extractor, sample counts) is unknown",
     "health.csv": "no health probes: health.every = 0, the run stopped before the first probe, or it predates them",
     "health.json": "no health warnings or summary",
@@ -115,6 +118,16 @@ def _read_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def _read_scores(path: Path) -> dict[str, Any]:
+    data = _read_object(path)
+    scores, higher = data.get("scores"), data.get("higher_is_better", {})
+    if not isinstance(scores, dict) or not all(isinstance(value, (int, float)) for value in scores.values()):
+        raise ValueError("'scores' is not an object of numbers")
+    if not isinstance(higher, dict) or not isinstance(data.get("protocol", {}), dict):
+        raise ValueError("'higher_is_better' or 'protocol' is not an object")
+    return data
+
+
 def _read_health(path: Path) -> dict[str, Any]:
     data = _read_object(path)
     warnings = data.get("warnings", [])
@@ -134,6 +147,7 @@ class RunFiles:
     metrics: StepLog | None
     evaluations: StepLog | None
     protocol: dict[str, Any] | None
+    evaluated: dict[str, Any] | None  # scores.json of ``ganframe evaluate RUN``; no note when absent
     health: StepLog | None
     health_info: dict[str, Any] | None
     grids: list[tuple[int, Path]]
@@ -198,6 +212,7 @@ def read_run(run_dir: Path) -> RunFiles:
         metrics=load("metrics.csv", read_step_log),
         evaluations=load("evaluations.csv", read_step_log),
         protocol=load("evaluations.json", _read_object),
+        evaluated=load(SCORES_FILE, _read_scores) if (run_dir / SCORES_FILE).exists() else None,
         health=load("health.csv", read_step_log),
         health_info=load("health.json", _read_health),
         grids=grids,
@@ -394,6 +409,35 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{_e(text)}</p>'
 
 
+def _better(higher: Any) -> str:
+    return "higher" if higher is True else "lower" if higher is False else ""
+
+
+def _against(scores: dict[str, Any]) -> str:
+    """The real data a scores.json was measured against, e.g. ``mnist (split=test), 10000 images``."""
+    real = scores.get("protocol", {}).get("real")
+    if not isinstance(real, dict):
+        return "unknown real data"
+    options = real.get("options") if isinstance(real.get("options"), dict) else {}
+    text = f"{real.get('data', '?')}" + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+    return text + (f", {real['images']} images" if "images" in real else "")
+
+
+def _protocol(protocol: dict[str, Any]) -> str:
+    """What scores depend on, as tables: the general entries, then each metric's (its weights' hash shortened)."""
+    general = {key: value for key, value in protocol.items() if key != "metrics"}
+    body = _pairs(_flatten(general))
+    metrics = protocol.get("metrics") if isinstance(protocol.get("metrics"), dict) else {}
+    for name, entry in metrics.items():
+        entry = dict(entry) if isinstance(entry, dict) else {"value": entry}
+        entry.pop("spec", None)
+        if isinstance(entry.get("weights_hash"), str):
+            entry["weights_hash"] = entry["weights_hash"][:16] + "…"
+        body += f"<h4>metric <code>{_e(name)}</code></h4>" + _pairs(_flatten(entry))
+    return body + ("<p>Scores compare only with scores of the same protocol (same extractor and weights, "
+                   "preprocessing, sample counts).</p>")
+
+
 def _grid_steps(grids: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
     if len(grids) <= MAX_GRIDS:
         return grids
@@ -443,6 +487,11 @@ class _Page:
                 values, best = run.evaluations.columns[key], _best(run.evaluations.columns[key], better)
                 text += f"; best {values[best]:.4g} at step {int(run.evaluations.steps[best])} ({better} is better)"
             rows.append((key, text))
+        if run.evaluated is not None:
+            higher = run.evaluated.get("higher_is_better", {})
+            for key, value in run.evaluated["scores"].items():
+                better = f", {_better(higher.get(key))} is better" if key in higher else ""
+                rows.append((f"{key} (ganframe evaluate)", f"{value:.4g} against {_against(run.evaluated)}{better}"))
         if run.health_info is not None or run.health is not None:
             kinds = list(dict.fromkeys(str(item.get("kind", "?")) for item in self.warnings))
             rows.append(("health warnings", f"{len(self.warnings)}: {', '.join(kinds)}" if kinds else "none"))
@@ -499,20 +548,23 @@ class _Page:
             if log.has("seconds"):
                 body += f"<p>Each evaluation took {np.nanmean(log.columns['seconds']):.3g} s on average.</p>"
         if protocol is not None:
-            general = {key: value for key, value in protocol.items() if key != "metrics"}
-            body += "<h3>Protocol: what the scores depend on</h3>" + _pairs(_flatten(general))
-            metrics = protocol.get("metrics") if isinstance(protocol.get("metrics"), dict) else {}
-            for name, entry in metrics.items():
-                entry = dict(entry) if isinstance(entry, dict) else {"value": entry}
-                entry.pop("spec", None)
-                if isinstance(entry.get("weights_hash"), str):
-                    entry["weights_hash"] = entry["weights_hash"][:16] + "…"
-                body += f"<h4>metric <code>{_e(name)}</code></h4>" + _pairs(_flatten(entry))
-            body += ("<p>Scores compare only with scores of the same protocol (same extractor and weights, "
-                     "preprocessing, sample counts).</p>")
+            body += "<h3>Protocol: what the scores depend on</h3>" + _protocol(protocol)
         elif log is not None:
             body += _missing(self._why("evaluations.json"))
-        return f'<section id="scores"><h2>Scores</h2>{body}</section>'
+        return f'<section id="scores"><h2>Scores</h2>{self.evaluated()}{body}</section>'
+
+    def evaluated(self) -> str:
+        """The scores ``ganframe evaluate RUN`` wrote (scores.json), with the protocol they hold under."""
+        data = self.run.evaluated
+        if data is None:
+            return ""
+        higher = data.get("higher_is_better", {})
+        rows = [(key, value, _better(higher.get(key))) for key, value in data["scores"].items()]
+        body = (f"<h3>From <code>ganframe evaluate</code> ({SCORES_FILE}): against {_e(_against(data))}</h3>"
+                + _table(("score", "value", "better"), rows))
+        if data.get("protocol"):
+            body += "<h4>Protocol</h4>" + _protocol(data["protocol"])
+        return body
 
     def health(self) -> str:
         log, info = self.run.health, self.run.health_info

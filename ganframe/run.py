@@ -57,10 +57,11 @@ from ganframe.images import save_image_grid
 from ganframe.pipeline import check_batch, make_dataset
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget
+from ganframe.report import SCORES_FILE
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
 RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
-             "health.json", "samples", "checkpoints", "generator.keras", "report")
+             "health.json", "samples", "checkpoints", "generator.keras", "report", SCORES_FILE)
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
@@ -182,6 +183,14 @@ def _optimizer(config: Any) -> keras.optimizers.Optimizer:
     if config.name == "rmsprop":
         return keras.optimizers.RMSprop(config.learning_rate, momentum=config.momentum)
     return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+
+
+def _absolute_data_dir(config: RunConfig) -> RunConfig:
+    """``data_dir`` made absolute for the run's config.toml, so that resuming or evaluating the run from
+    another working directory still finds its data."""
+    if config.data_dir is None:
+        return config
+    return config.model_copy(update={"data_dir": Path(os.path.abspath(config.data_dir))})
 
 
 def _data_dir(config: RunConfig) -> Path | None:
@@ -368,7 +377,7 @@ def train(
     all_callbacks = list(named.values())
     if resume is None:  # only now, so that a bad config, data set or component leaves nothing behind
         _clear_run_dir(run_dir)
-    _write_text(run_dir / "config.toml", config_to_toml(config))
+    _write_text(run_dir / "config.toml", config_to_toml(_absolute_data_dir(config)))
     _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
     if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
         all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
