@@ -30,6 +30,8 @@ from ganframe import ConfigError, DataSpec, Metric, Options, hookimpl
 
 #: Rows of the first set per block of pairwise distances: 512 x 10,000 float64 is 40 MB.
 DISTANCE_BLOCK = 512
+#: Pairs x features per chunk of exact distances: 2**22 float64 is 32 MB.
+EXACT_CHUNK = 1 << 22
 
 
 # ----------------------------------------------------------------------------------------- the math
@@ -115,55 +117,144 @@ def _log(p: np.ndarray) -> np.ndarray:
     return np.log(np.where(p > 0, p, 1.0))
 
 
-def _distance_blocks(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-    """Euclidean distances between the rows of ``a`` and ``b``, a block of ``a``'s rows at a time."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """‖a_n − b_n‖² of paired rows, from their exact differences summed over the features in a fixed pairwise order.
+
+    Elementwise IEEE operations only: a pair's value is the same bits whatever other pairs, block or BLAS
+    it is computed with, so the radius pass and the membership pass agree on it, and a point is at
+    exactly 0 from its copy.
+    """
+    values = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    values *= values
+    while values.shape[1] > 1:
+        half = values.shape[1] // 2
+        folded = values[:, :half] + values[:, half:2 * half]
+        if values.shape[1] % 2:
+            folded[:, -1] += values[:, -1]
+        values = folded
+    return values[:, 0]
+
+
+def _pair_squared_distances(a: np.ndarray, b: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """:func:`squared_distances` of the pairs (a[rows[n]], b[columns[n]]), a bounded chunk of pairs at a time."""
+    out = np.empty(len(rows))
+    step = max(1, EXACT_CHUNK // a.shape[1])
+    for start in range(0, len(rows), step):
+        part = slice(start, start + step)
+        out[part] = squared_distances(a[rows[part]], b[columns[part]])
+    return out
+
+
+def _bounded_blocks(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+    """Bounds on :func:`squared_distances` between the rows of ``a`` and ``b``, a block of ``a``'s rows at a time:
+    ``(rows, low, row_slack, column_slack)``, the upper bound being ``low + row_slack[:, None] + column_slack``.
+
+    The estimate is the fast expansion ‖x‖² + ‖y‖² − 2 x·y (one matrix product per block) on the rows
+    centred by ``b``'s mean. Its rounding, the centring's and that of the exact differences add up to
+    less than (4 D + 15) u (‖x‖² + ‖y‖²) in any summation order (u = 2⁻⁵³, Higham's γ_D bounds); the
+    bounds lie (8 D + 64) u (‖x‖² + ‖y‖²), plus underflow's share, either side: room for their own
+    rounding too. So they hold on every BLAS, and only a pair whose bounds straddle a threshold
+    needs its exact distance.
+    """
+    steps = 8 * a.shape[1] + 64
+    relative, absolute = steps * np.finfo(np.float64).eps / 2, steps * np.finfo(np.float64).smallest_subnormal
+    centre = b.mean(axis=0)
+    b = b - centre
     b_norms = (b * b).sum(axis=1)
+    b *= -2.0  # exact: the product below is then −2 x·y
+    column_low, column_slack = b_norms * (1 - relative) - absolute, 2 * (b_norms * relative + absolute)
     for start in range(0, len(a), DISTANCE_BLOCK):
-        rows = a[start:start + DISTANCE_BLOCK]
-        squared = (rows * rows).sum(axis=1)[:, None] + b_norms[None, :] - 2.0 * rows @ b.T
-        yield slice(start, start + len(rows)), np.sqrt(np.clip(squared, 0.0, None))
+        rows = a[start:start + DISTANCE_BLOCK] - centre
+        norms = (rows * rows).sum(axis=1)
+        low = rows @ b.T
+        low += (norms * (1 - relative))[:, None]
+        low += column_low[None, :]
+        yield slice(start, start + len(rows)), low, 2 * relative * norms, column_slack
+
+
+def _where(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a 2-D mask's True entries, row-major: ``np.nonzero`` is ~50x slower on 2-D arrays."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def _pairs_within(a: np.ndarray, b: np.ndarray, rows: slice, low: np.ndarray, row_slack: np.ndarray,
+                  column_slack: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of a block (``a[rows]`` x ``b``, indices into the block and ``b``) whose squared distance is
+    ≤ ``limits`` (broadcast to the block): by the bounds where they decide it, by :func:`squared_distances`
+    where they straddle the limit. Only the pairs whose lower bound is within the limit are listed, then
+    sifted: few, since balls are small."""
+    block_rows, columns = _where(low <= limits)
+    limit = np.broadcast_to(limits, low.shape)[block_rows, columns]
+    keep = low[block_rows, columns] + row_slack[block_rows] + column_slack[columns] <= limit
+    unsure = ~keep
+    keep[unsure] = _pair_squared_distances(a, b, block_rows[unsure] + rows.start, columns[unsure]) <= limit[unsure]
+    return block_rows[keep], columns[keep]
+
+
+def knn_squared_radii(features: np.ndarray, k: int) -> np.ndarray:
+    """Each point's squared distance (:func:`squared_distances`) to its k-th nearest neighbour in its set (itself excluded).
+
+    Per row the radius lies between the k-th smallest lower bound and the k-th smallest upper bound
+    (index k: the point itself is at 0). Pairs whose upper bound is under that interval are nearer,
+    pairs whose lower bound is over it farther; only the pairs left, usually the k-th neighbour
+    alone, need their exact distance.
+    """
+    features = np.asarray(features, np.float64)
+    if len(features) <= k:
+        raise ConfigError(f"k = {k} nearest neighbours need more than {k} samples per set, got {len(features)}")
+    radii = np.empty(len(features))
+    for rows, low, row_slack, column_slack in _bounded_blocks(features, features):
+        floor = np.partition(low, k, axis=1)[:, k]
+        ceiling = floor + row_slack + column_slack.max()  # at least the k-th smallest upper bound
+        block_rows, columns = _where(low <= ceiling[:, None])  # block_rows ascending
+        nearer = low[block_rows, columns] + row_slack[block_rows] + column_slack[columns] < floor[block_rows]
+        rank = k - np.bincount(block_rows[nearer], minlength=len(floor))  # the radius's rank among the pairs left
+        block_rows, columns = block_rows[~nearer], columns[~nearer]
+        exact = _pair_squared_distances(features, features, block_rows + rows.start, columns)
+        ordered = exact[np.lexsort((exact, block_rows))]
+        radii[rows] = ordered[np.searchsorted(block_rows, np.arange(len(floor))) + rank]
+    return radii
 
 
 def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     """Each point's distance to its k-th nearest neighbour in the same set (itself excluded)."""
-    if len(features) <= k:
-        raise ConfigError(f"k = {k} nearest neighbours need more than {k} samples per set, got {len(features)}")
-    radii = np.empty(len(features))
-    for rows, distances in _distance_blocks(features, features):
-        radii[rows] = np.partition(distances, k, axis=1)[:, k]  # column 0 of the sorted row is the point itself
-    return radii
+    return np.sqrt(knn_squared_radii(features, k))
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): the share of fakes inside the real
     manifold (the union of balls reaching each real point's k-th neighbour), and of reals inside the fake one.
 
-    A point is inside a ball when its distance to the centre is ≤ the radius; one pass over the
+    A point is inside a ball when its distance to the centre is ≤ the radius, both from
+    :func:`squared_distances`: a set against its copy scores exactly 1 and 1. One pass over the
     fake-to-real distances serves both.
     """
-    real_radii, fake_radii = knn_radii(real, k), knn_radii(fake, k)
-    fake_inside = np.empty(len(fake), bool)
-    real_inside = np.zeros(len(real), bool)
-    for rows, distances in _distance_blocks(fake, real):
-        fake_inside[rows] = (distances <= real_radii[None, :]).any(axis=1)
-        real_inside |= (distances <= fake_radii[rows, None]).any(axis=0)
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real_radii, fake_radii = knn_squared_radii(real, k), knn_squared_radii(fake, k)
+    fake_inside, real_inside = np.zeros(len(fake), bool), np.zeros(len(real), bool)
+    for rows, *bounds in _bounded_blocks(fake, real):
+        fake_rows, _ = _pairs_within(fake, real, rows, *bounds, real_radii[None, :])
+        fake_inside[fake_rows + rows.start] = True
+        _, real_columns = _pairs_within(fake, real, rows, *bounds, fake_radii[rows, None])
+        real_inside[real_columns] = True
     return float(fake_inside.mean()), float(real_inside.mean())
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020), on the real k-NN balls only.
+    """Density and coverage (Naeem et al. 2020), on the real k-NN balls only, with distances as in :func:`precision_recall`.
 
     density = Σ_j #{i: fake_j ∈ B(real_i)} / (k M), about 1 when fakes are distributed as reals (unbounded above);
     coverage = the share of real balls that hold at least one fake.
     """
-    radii = knn_radii(real, k)
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    radii = knn_squared_radii(real, k)
     inside = 0
-    nearest_fake = np.full(len(real), np.inf)
-    for _, distances in _distance_blocks(fake, real):
-        inside += int((distances <= radii[None, :]).sum())
-        np.minimum(nearest_fake, distances.min(axis=0), out=nearest_fake)
-    return inside / (k * len(fake)), float((nearest_fake <= radii).mean())
+    covered = np.zeros(len(real), bool)
+    for rows, *bounds in _bounded_blocks(fake, real):
+        _, columns = _pairs_within(fake, real, rows, *bounds, radii[None, :])
+        inside += len(columns)
+        covered[columns] = True
+    return inside / (k * len(fake)), float(covered.mean())
 
 
 # ------------------------------------------------------------------------------------------ features
