@@ -5,8 +5,11 @@ Importable from tests because pyproject's pytest settings put ``tests/`` on ``py
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ganframe import DataSpec
 
@@ -29,3 +32,38 @@ def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
     }
     config.update(changes)
     return config
+
+
+#: The counter Keras appends to a repeated layer or optimizer name (dense_3, adam_1).
+_NAME_COUNTER = re.compile(r"_\d+")
+
+
+def training_variables(gan: Any) -> dict[str, Any]:
+    """Every variable a training step moves, keyed ``<group>/<index> <path>`` with Keras's name counters dropped.
+
+    Built from the GAN's public attributes, not from ``ganframe.checkpoints``, so a variable the
+    checkpoints forget still shows up here; two GANs built alike, in one process or two, have the same keys.
+    """
+    groups = {
+        "generator": gan.generator.variables,  # weights, BatchNorm statistics, dropout seed states
+        "discriminator": gan.discriminator.variables,
+        "d_optimizer": gan.d_optimizer.variables,  # iterations, learning rate, slots
+        "g_optimizer": gan.g_optimizer.variables,
+        "seed": [gan.seed_generator.state],
+        "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
+        "ema": gan.ema_weights,
+    }
+    return {f"{group}/{index:03d} {_NAME_COUNTER.sub('', variable.path)}": variable
+            for group, variables in groups.items() for index, variable in enumerate(variables)}
+
+
+def training_state(gan: Any) -> dict[str, np.ndarray]:
+    """:func:`training_variables`' values, copied to the host."""
+    return {key: np.array(variable.numpy()) for key, variable in training_variables(gan).items()}
+
+
+def assert_same_state(actual: dict[str, Any], expected: dict[str, Any], rtol: float = 0.0, atol: float = 0.0) -> None:
+    """The same keys, and each value within ``atol + rtol·|expected|``; raises AssertionError naming the key."""
+    assert sorted(actual) == sorted(expected), "the states hold different variables"
+    for key, value in expected.items():
+        np.testing.assert_allclose(np.asarray(actual[key]), np.asarray(value), rtol=rtol, atol=atol, err_msg=key)
