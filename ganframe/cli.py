@@ -2,8 +2,10 @@
 
 Commands parse their flags, build a config and call the same functions a
 Python user calls. ``--help``, ``--version`` and ``plugins`` never import
-TensorFlow. Every deliberate error is one message on stderr and an exit code:
-2 bad input or usage, 1 failure at run time, 130 interrupted.
+TensorFlow, nor does a command given a path that does not exist. Every
+deliberate error is one ``error:`` message on stderr and an exit code: 2 bad
+input or usage, 1 failure at run time; an interruption says where it stopped
+and how to resume, exit 130.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import typer
 
 from ganframe import __version__
 from ganframe.contract import CONTRACT_VERSION, KINDS
-from ganframe.config import check_components, resolve_config
-from ganframe.errors import ConfigError, GanframeError
+from ganframe.config import check_components, check_run_dir, resolve_config
+from ganframe.errors import ConfigError, GanframeError, Interrupted
 from ganframe.plugins import get_registry, options_model_summary, reset_registry
 from ganframe.quiet import VERBOSE_ENV
 
@@ -34,8 +36,8 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+def _fail(message: str, code: int, label: str = "error: ") -> None:
+    typer.echo(f"{label}{message}", err=True)
     raise typer.Exit(code)
 
 
@@ -46,13 +48,15 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Interrupted as error:  # the user's own doing, not an error: where it stopped and how to go on
+            _fail(str(error), error.exit_code, label="")
         except GanframeError as error:
             _fail(str(error), error.exit_code)
         except OSError as error:  # the file system at run time (no space, no permission): a message, not a traceback
             where = f" ({error.filename})" if error.filename else ""
             _fail(f"file system error{where}: {error.strerror or error}", 1)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail("interrupted", 130, label="")
 
     return wrapper
 
@@ -92,46 +96,77 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     return parsed
 
 
+#: Panels of `ganframe train --help`; options without one (--config, --help) come first.
+DATA, MODEL, TRAINING, OUTPUT, ADVANCED = "Data", "Model", "Training", "Output and evaluation", "Advanced"
+
+
 @app.command()
 @reports_errors
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config TOML; flags override it."),
-    arch: Optional[str] = typer.Option(None, help="Architecture (see `ganframe plugins`). Default: dense."),
-    arch_option: Optional[list[str]] = typer.Option(None, "--arch-option", help="Architecture option KEY=VALUE (repeatable)."),
-    conditional: bool = typer.Option(False, "--conditional", help="Class-conditional G and D (labelled data; "
-                                                                   "arch option conditional = true)."),
-    data: Optional[str] = typer.Option(None, help="Dataset: mnist, fashion_mnist, cifar10, digits, npz, folder, or a plugin's. Default: mnist."),
-    data_option: Optional[list[str]] = typer.Option(None, "--data-option", help="Dataset option KEY=VALUE (repeatable)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Local data directory (else config data_dir, else GANFRAME_DATA_DIR)."),
-    loss: Optional[str] = typer.Option(None, help="Adversarial loss. Default: nonsaturating."),
-    loss_option: Optional[list[str]] = typer.Option(None, "--loss-option", help="Loss option KEY=VALUE (repeatable)."),
-    steps: Optional[int] = typer.Option(None, help="Train steps (one generator update each). Default: 10000."),
-    epochs: Optional[int] = typer.Option(None, help="Train for this many passes over the data instead of --steps."),
-    max_time: Optional[str] = typer.Option(None, help="Wall-time budget, e.g. 90s, 15m, 1h30m."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per batch. Default: 128."),
-    n_critic: Optional[int] = typer.Option(None, help="Discriminator steps per generator step. Default: 1."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate of both optimizers. Default: 2e-4."),
-    seed: Optional[int] = typer.Option(None, help="Random seed; a seeded run is reproducible. Default: 0."),
-    out: Optional[Path] = typer.Option(None, help="Run directory. Default: runs/<arch>-<data>-<time>."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last checkpoint."),
-    overwrite: bool = typer.Option(False, help="Replace the run in a non-empty --out directory."),
-    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", help="XLA-compile the train step. Default: on."),
-    steps_per_execution: Optional[int] = typer.Option(None, help="Steps per compiled call. Default: 1."),
-    strategy: Optional[str] = typer.Option(None, help="default (one device, XLA), mirrored (this machine's devices) "
-                                                      "or multiworker (the machines in TF_CONFIG). Default: default."),
-    precision: Optional[str] = typer.Option(None, help="float32, mixed_float16 (with loss scaling) or mixed_bfloat16: "
-                                                       "the networks' arithmetic. Default: float32."),
-    sample_every: Optional[int] = typer.Option(None, help="Steps between sample grids (0: off). Default: 500."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints. Default: 1000."),
-    log_every: Optional[int] = typer.Option(None, help="Steps between metrics.csv rows (0: off). Default: 50."),
-    augment: Optional[list[str]] = typer.Option(None, "--augment", help="Apply this augmentation (a plugin's, e.g. "
-                                                                        "diffaugment) to real and fake images. Repeatable."),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", help="Score samples with this metric during training "
-                                                                      "(evaluations.csv). Repeatable."),
-    eval_every: Optional[int] = typer.Option(None, help="Steps between evaluations of --metric (0: at the end). Default: 1000."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any config field KEY=VALUE, KEY dotted (e.g. "
-                                                                 "d_optimizer.beta_1=0.9); VALUE read as TOML. Repeatable; "
-                                                                 "wins over the other flags."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="TOML", help="Run config file; flags override it."),
+    arch: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=MODEL,
+                                       help="Architecture (see `ganframe plugins`). Default: dense."),
+    arch_option: Optional[list[str]] = typer.Option(None, "--arch-option", metavar="KEY=VALUE", rich_help_panel=MODEL,
+                                                    help="Architecture option (repeatable)."),
+    conditional: bool = typer.Option(False, "--conditional", rich_help_panel=MODEL,
+                                     help="Class-conditional G and D (labelled data; arch option conditional = true)."),
+    loss: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=MODEL,
+                                       help="Adversarial loss. Default: nonsaturating."),
+    loss_option: Optional[list[str]] = typer.Option(None, "--loss-option", metavar="KEY=VALUE", rich_help_panel=MODEL,
+                                                    help="Loss option (repeatable)."),
+    data: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=DATA,
+                                       help="mnist, fashion_mnist, cifar10, digits, npz, folder, or a plugin's. Default: mnist."),
+    data_option: Optional[list[str]] = typer.Option(None, "--data-option", metavar="KEY=VALUE", rich_help_panel=DATA,
+                                                    help="Dataset option (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(None, metavar="DIR", rich_help_panel=DATA,
+                                            help="Local data directory. Default: config data_dir, else GANFRAME_DATA_DIR."),
+    augment: Optional[list[str]] = typer.Option(None, "--augment", metavar="NAME", rich_help_panel=DATA,
+                                                help="Apply this augmentation (a plugin's, e.g. diffaugment) to real "
+                                                     "and fake images. Repeatable."),
+    steps: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
+                                        help="Train steps (one generator update each). Default: 10000."),
+    epochs: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
+                                         help="Train for this many passes over the data instead of --steps."),
+    max_time: Optional[str] = typer.Option(None, metavar="TIME", rich_help_panel=TRAINING,
+                                           help="Wall-time budget, e.g. 90s, 15m, 1h30m. Default: none."),
+    batch_size: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
+                                             help="Images per batch. Default: 128."),
+    n_critic: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
+                                           help="Discriminator steps per generator step. Default: 1."),
+    lr: Optional[float] = typer.Option(None, metavar="RATE", rich_help_panel=TRAINING,
+                                       help="Learning rate of both optimizers. Default: 2e-4."),
+    seed: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
+                                       help="Random seed; a seeded run is reproducible. Default: 0."),
+    out: Optional[Path] = typer.Option(None, metavar="DIR", rich_help_panel=OUTPUT,
+                                       help="Run directory. Default: runs/ARCH-DATA-TIME."),
+    resume: Optional[Path] = typer.Option(None, metavar="RUN", rich_help_panel=OUTPUT,
+                                          help="Continue the run in this directory from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=OUTPUT,
+                                   help="Replace the run in a non-empty --out directory."),
+    sample_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
+                                               help="Steps between sample grids (0: off). Default: 500."),
+    checkpoint_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
+                                                   help="Steps between checkpoints. Default: 1000."),
+    log_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
+                                            help="Steps between metrics.csv rows (0: off). Default: 50."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", metavar="NAME", rich_help_panel=OUTPUT,
+                                               help="Score samples with this metric during training "
+                                                    "(evaluations.csv). Repeatable."),
+    eval_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
+                                             help="Steps between evaluations of --metric (0: at the end). Default: 1000."),
+    jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", rich_help_panel=ADVANCED,
+                                       help="XLA-compile the train step. Default: on."),
+    steps_per_execution: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=ADVANCED,
+                                                      help="Steps per compiled call. Default: 1."),
+    strategy: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
+                                           help="default (one device, XLA), mirrored (this machine's devices) or "
+                                                "multiworker (the machines in TF_CONFIG). Default: default."),
+    precision: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
+                                            help="The networks' arithmetic: float32, mixed_float16 (with loss "
+                                                 "scaling) or mixed_bfloat16. Default: float32."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", rich_help_panel=ADVANCED,
+                                             help="Any config field, KEY dotted (e.g. d_optimizer.beta_1=0.9), VALUE "
+                                                  "read as TOML. Repeatable; wins over the other flags."),
 ) -> None:
     """Train a GAN, e.g. `ganframe train --arch dense --data mnist --steps 3000`."""
     overrides: dict[str, Any] = {
@@ -170,9 +205,10 @@ def train(
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume continues a run with its saved config; --config cannot be combined with it")
+        check_run_dir(resume)  # before TensorFlow loads
         run_config: Any = overrides
     else:
-        run_config = resolve_config(config, overrides)
+        run_config = resolve_config(config, overrides, registry)
         check_components(run_config, registry)  # before importing TensorFlow: a typo costs milliseconds
     failed = [record.label for record in registry.plugins if record.status == "failed"]
     if failed:  # not fatal (unless --strict), but never silent
@@ -182,7 +218,7 @@ def train(
     from ganframe.run import train as train_run
 
     run = train_run(run_config, resume=resume, overwrite=overwrite, registry=registry)
-    typer.echo(f"run finished at step {run.step}: {run.path}")
+    typer.echo(run.stopped or f"run finished at step {run.step}: {run.path}")
     samples = sorted((run.path / "samples").glob("step_*.png"))
     if samples:
         typer.echo(f"latest samples: {samples[-1]}")
@@ -256,6 +292,7 @@ def _check_output(out: Path, suffixes: dict[str, str]) -> None:
 
 
 def _load_run(run: Path, checkpoint: str | None = None) -> Any:
+    check_run_dir(run)  # before TensorFlow loads: a wrong path costs milliseconds
     from ganframe.run import load_run
 
     return load_run(run, checkpoint=checkpoint)
@@ -360,6 +397,7 @@ def evaluate(
                                                                 "else scores.json."),
 ) -> None:
     """Score a run's samples, or images in a file or folder, against real data, e.g. `ganframe evaluate RUN --metric fid --metric kid`."""
+    from ganframe.images import samples_kind
     from ganframe.report import SCORES_FILE
 
     if out is None:
@@ -367,6 +405,7 @@ def evaluate(
     _check_output(out, {".json": "scores and their protocol"})
     registry = get_registry()
     options = _metric_options(metric or ["fid"], extractor, metric_option, registry)
+    samples_kind(samples)  # a missing or unusable path is refused before TensorFlow loads
     typer.echo("loading TensorFlow ...", err=True)
     from ganframe.evaluation import evaluate as evaluate_samples
     from ganframe.files import atomic_write

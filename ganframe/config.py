@@ -202,6 +202,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
 
 
+def check_run_dir(path: Path) -> None:
+    """Refuse a path that is not a run directory, before anything heavy loads; every command says it alike."""
+    if not path.exists():
+        raise ConfigError(f"run directory {str(path)!r} does not exist; check the path")
+    if not path.is_dir():
+        raise ConfigError(f"{str(path)!r} is not a ganframe run directory (it is a file)")
+    if not (path / "config.toml").is_file():
+        raise ConfigError(f"{str(path)!r} is not a ganframe run directory (it has no config.toml)")
+
+
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """``set_dotted(d, "callbacks.samples.every", 100)`` sets ``d["callbacks"]["samples"]["every"]``."""
     *parents, last = key.split(".")
@@ -224,18 +234,46 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return data
 
 
-def resolve_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the TOML file, then every override that is not None (keys may be dotted)."""
-    return validate_config(apply_overrides(read_toml(path) if path is not None else {}, overrides or {}))
+def resolve_config(path: Path | None = None, overrides: dict[str, Any] | None = None, registry: Any = None) -> RunConfig:
+    """Defaults, then the TOML file, then every override that is not None (keys may be dotted).
+
+    An unknown top-level field that belongs in a section (``beta_1``) or, given the plugin ``registry``,
+    among the options of a component the config names (``latent_dim``) is pointed to its place.
+    """
+    return validate_config(apply_overrides(read_toml(path) if path is not None else {}, overrides or {}), registry)
 
 
-def validate_config(data: dict[str, Any] | RunConfig) -> RunConfig:
+#: Config fields naming a component: its kind, the field of its options and their flag.
+_COMPONENT_FIELDS = (("arch", "architecture", "arch_options", "--arch-option"),
+                     ("data", "dataset", "data_options", "--data-option"),
+                     ("loss", "loss", "loss_options", "--loss-option"))
+
+
+def _homes(data: dict[str, Any], registry: Any) -> dict[str, str]:
+    """Names that belong below the top level -> where they go: a field of a section (``beta_1``), or an
+    option of a component ``data`` names (``latent_dim``), so that a misplaced one is pointed home."""
+    sections: dict[str, list[str]] = {}
+    for section, info in RunConfig.model_fields.items():
+        for name in getattr(info.annotation, "model_fields", ()):
+            sections.setdefault(name, []).append(section)
+    homes = {name: f"{name!r} is a field of {' and '.join(owners)}: set it there, e.g. --set {owners[0]}.{name}=VALUE"
+             for name, owners in sections.items()}
+    for field, kind, options, flag in reversed(_COMPONENT_FIELDS):  # the architecture's wins a name they share
+        name = data.get(field, RunConfig.model_fields[field].default)
+        component = registry.components[kind].get(name) if registry is not None and isinstance(name, str) else None
+        for option in component.options.model_fields if component is not None else ():
+            homes[option] = f"{option!r} is an option of {kind} {name!r}: set {options}.{option}, e.g. {flag} {option}=VALUE"
+    return homes
+
+
+def validate_config(data: dict[str, Any] | RunConfig, registry: Any = None) -> RunConfig:
+    """``data`` as a :class:`RunConfig`; every invalid field in one :class:`ConfigError` (see :func:`resolve_config`)."""
     if isinstance(data, RunConfig):
         return data
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, "config")) from None
+        raise ConfigError(describe_validation_error(error, "config", RunConfig, _homes(data, registry))) from None
 
 
 def _plain(value: Any) -> Any:

@@ -31,6 +31,7 @@ from ganframe.config import EvaluationConfig, read_toml, validate_config
 from ganframe.contract import DataContext, DataSpec, Metric
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
+from ganframe.images import samples_kind
 from ganframe.plugins import Registry, get_registry
 
 
@@ -161,20 +162,6 @@ def _rescale(images: np.ndarray, source: tuple[float, float], target: tuple[floa
         return images
     unit = (images - source[0]) / (source[1] - source[0])
     return (target[0] + unit * (target[1] - target[0])).astype(np.float32)
-
-
-def samples_kind(samples: str | Path | np.ndarray) -> str:
-    """``"array"``, ``"run"``, ``"folder"`` or ``"file"``; a path that is none of them is refused before any work."""
-    if isinstance(samples, np.ndarray):
-        return "array"
-    path = Path(samples)
-    if not path.exists():
-        raise DataError(f"samples {str(path)!r} do not exist; give a run directory, an .npz/.npy file or a folder of images")
-    if path.is_dir():
-        return "run" if (path / "config.toml").is_file() else "folder"
-    if path.suffix.lower() in (".npz", ".npy"):
-        return "file"
-    raise DataError(f"samples {str(path)!r}: expected a run directory, an .npz/.npy file or a folder of PNG/JPEG images")
 
 
 def load_samples(samples: str | Path | np.ndarray, n: int, spec: DataSpec, *, registry: Registry, seed: int = 0,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ganframe.errors import DataError
 from ganframe.files import atomic_write
 
 
@@ -44,3 +46,18 @@ def save_image_grid(images: np.ndarray, path: str | os.PathLike[str], value_rang
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     with atomic_write(path) as handle:
         picture.save(handle, format="PNG")
+
+
+def samples_kind(samples: str | Path | np.ndarray) -> str:
+    """``"array"``, ``"run"``, ``"folder"`` or ``"file"``; a path that is none of them is refused before any work
+    (here, without TensorFlow, so that the CLI refuses it before loading TensorFlow)."""
+    if isinstance(samples, np.ndarray):
+        return "array"
+    path = Path(samples)
+    if not path.exists():
+        raise DataError(f"samples {str(path)!r} do not exist; give a run directory, an .npz/.npy file or a folder of images")
+    if path.is_dir():
+        return "run" if (path / "config.toml").is_file() else "folder"
+    if path.suffix.lower() in (".npz", ".npy"):
+        return "file"
+    raise DataError(f"samples {str(path)!r}: expected a run directory, an .npz/.npy file or a folder of PNG/JPEG images")

@@ -12,7 +12,6 @@ Environment:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import os
@@ -28,7 +27,7 @@ from ganframe import hookspecs
 from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, FeatureExtractor, ImageData, Metric,
                                Networks, NoOptions, Options, Penalty)
 from ganframe.errors import (ConfigError, GanframeError, PluginError, RunError, UnknownComponentError,
-                             describe_validation_error)
+                             describe_validation_error, did_you_mean)
 
 ENTRY_POINT_GROUP = "ganframe"
 
@@ -79,6 +78,21 @@ class PluginRecord:
         return f"plugin '{self.name}' ({self.distribution} {self.version})"
 
 
+#: Names known from papers and other frameworks -> (what ganframe registers, what else they imply), by kind.
+#: Suggested when a name is unknown, never accepted in its place.
+ALIASES: dict[str, dict[str, tuple[str, str]]] = {
+    "loss": {
+        **dict.fromkeys(("gan", "vanilla", "bce", "ns", "non-saturating", "non_saturating"), ("nonsaturating", "")),
+        "wgan": ("wasserstein", ""),
+        **dict.fromkeys(("wgan-gp", "wgan_gp", "wgangp"), (
+            "wasserstein", "WGAN-GP is the loss 'wasserstein' with the penalty 'gradient_penalty': "
+                           "--loss wasserstein --set penalties.gradient_penalty={}")),
+        **dict.fromkeys(("ls", "lsq", "least_squares", "least-squares", "mse"), ("lsgan", "")),
+        "gp": ("gradient_penalty", ""),
+    },
+}
+
+
 class Registry:
     """All registered components by kind and name, and the record of every plugin."""
 
@@ -96,9 +110,11 @@ class Registry:
             return found
         available = self.names(kind)
         message = f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}"
-        close = difflib.get_close_matches(name, available, n=1)
+        aliases = ALIASES.get(kind, {})
+        close = did_you_mean(name, available, {alias: target for alias, (target, _) in aliases.items()})
         if close:
-            message += f" (did you mean {close[0]!r}?)"
+            also = aliases.get(name.lower(), ("", ""))[1]
+            message += f" (did you mean {close!r}?)" + (f"; {also}" if also else "")
         failed = [record.label for record in self.plugins if record.status == "failed"]
         if failed:
             message += f"\nnote: these plugins failed to load (see `ganframe plugins`): {', '.join(failed)}"
@@ -111,7 +127,7 @@ class Registry:
             return component.options.model_validate(options or {})
         except ValidationError as error:
             where = f"{kind} {name!r} (plugin {component.plugin!r}) option"
-            raise ConfigError(describe_validation_error(error, where)) from None
+            raise ConfigError(describe_validation_error(error, where, component.options)) from None
 
     def build(self, kind: str, name: str, options: dict[str, Any] | None, *args: Any) -> Any:
         """Validate ``options``, call the factory as ``factory(*args, options)`` and check what it returns.
@@ -300,8 +316,8 @@ def _register_one(manager: pluggy.PluginManager, source: _Source) -> _Staging:
         staging = _Staging(source.name)
         for caller in manager.get_hookcallers(plugin) or []:
             if caller.name not in hookspecs.HOOK_KINDS:
-                close = difflib.get_close_matches(caller.name, list(hookspecs.HOOK_KINDS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                close = did_you_mean(caller.name, hookspecs.HOOK_KINDS)
+                hint = f" (did you mean {close!r}?)" if close else ""
                 raise PluginError(f"unknown hook {caller.name!r}{hint}")
         for caller in manager.get_hookcallers(plugin) or []:
             register = staging.register_for(hookspecs.HOOK_KINDS[caller.name])

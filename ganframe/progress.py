@@ -13,10 +13,13 @@ from typing import Any, TextIO
 import keras
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``4500`` -> ``1h15m``, ``90`` -> ``1m30s``, ``45`` -> ``45s``: short enough for a progress line."""
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    if hours:
+        return f"{hours}h{rest // 60:02d}m"
+    return f"{rest // 60}m{rest % 60:02d}s" if rest >= 60 else f"{rest}s"
 
 
 class Progress(keras.callbacks.Callback):
@@ -58,16 +61,17 @@ class Progress(keras.callbacks.Callback):
         if self.progbar is not None:
             self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in self.last_logs.items()], finalize=True)
         else:
-            self.print_line(time.perf_counter(), self.last_logs)
+            self.print_line(time.perf_counter(), self.last_logs, final=True)
 
-    def print_line(self, now: float, logs: dict[str, Any]) -> None:
+    def print_line(self, now: float, logs: dict[str, Any], final: bool = False) -> None:
+        """One progress line; the final one has no time left, which a stop before the end would belie."""
         step = self.model.global_step
         rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
         where = f"step {step}"
         if self.total_steps:
             where += f"/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"
-            if rate > 0:
-                where += f", {_duration((self.total_steps - step) / rate)} left"
+            if rate > 0 and not final:
+                where += f", {duration((self.total_steps - step) / rate)} left"
         speed = f"  {rate:.1f} steps/s" if rate > 0 else ""
         values = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
         print(f"{where}{speed}  {values}", file=self.stream, flush=True)
@@ -80,10 +84,11 @@ class TimeBudget(keras.callbacks.Callback):
     def __init__(self, seconds: float) -> None:
         super().__init__()
         self.seconds = seconds
+        self.ran_out = False  # whether it, rather than the run's length, ended training
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.deadline = time.perf_counter() + self.seconds
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if time.perf_counter() >= self.deadline:
-            self.model.stop_training = True
+            self.model.stop_training = self.ran_out = True

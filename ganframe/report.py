@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ganframe import __version__
+from ganframe.config import check_run_dir
 from ganframe.errors import ConfigError
 from ganframe.files import atomic_write
 
@@ -167,15 +168,6 @@ class RunFiles:
         steps = [int(log.steps.max()) for log in (self.metrics, self.evaluations, self.health) if log and len(log.steps)]
         steps += [step for step, _ in self.grids]
         return max(steps) if steps else None
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse a path that is not a run directory, with the message the other commands give."""
-    if not run_dir.is_dir():
-        why = "it is a file" if run_dir.exists() else "no such directory"
-        raise ConfigError(f"{str(run_dir)!r} is not a ganframe run directory ({why})")
-    if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a ganframe run directory (it has no config.toml)")
 
 
 def read_run(run_dir: Path) -> RunFiles:

@@ -44,7 +44,8 @@ from ganframe.checkpoints import (
     save_checkpoint,
     state_arrays,
 )
-from ganframe.config import RunConfig, apply_overrides, check_components, config_to_toml, read_toml, validate_config
+from ganframe.config import (RunConfig, apply_overrides, check_components, check_run_dir, config_to_toml, read_toml,
+                             validate_config)
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, ImageData, Penalty
 from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
 from ganframe.engine import GAN, precision_policy
@@ -56,7 +57,7 @@ from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
 from ganframe.pipeline import check_batch, make_dataset
 from ganframe.plugins import Registry, get_registry
-from ganframe.progress import Progress, TimeBudget
+from ganframe.progress import Progress, TimeBudget, duration
 from ganframe.report import SCORES_FILE
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
@@ -79,6 +80,8 @@ class Run:
     history: keras.callbacks.History | None = None
     #: One entry per divergence rollback: {"step", "network", "value", "skips", "restored_step"}.
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    #: Why training stopped before its length, and how to go on (the wall-time budget ran out); else None.
+    stopped: str | None = None
 
     @property
     def generator(self) -> keras.Model:
@@ -236,8 +239,7 @@ def _worker_scratch() -> Path:
 
 
 def _run_config(path: Path) -> RunConfig:
-    if not (path / "config.toml").is_file():
-        raise ConfigError(f"{str(path)!r} is not a ganframe run directory (it has no config.toml)")
+    check_run_dir(path)
     return validate_config(read_toml(path / "config.toml"))
 
 
@@ -344,10 +346,10 @@ def train(
         if isinstance(config, RunConfig):
             raise ConfigError("with resume, pass overrides of the saved config as a dict, e.g. {'steps': 5000}")
         saved = _run_config(run_dir)
-        config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), config or {}))
+        config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), config or {}), registry)
         _check_resumable(run_dir, saved, config)
     else:
-        config = validate_config(config or {})
+        config = validate_config(config or {}, registry)
     check_components(config, registry)
 
     keras.utils.set_random_seed(config.seed)
@@ -381,8 +383,9 @@ def train(
     _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
     if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
         all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
-    if config.max_time is not None:
-        all_callbacks.append(TimeBudget(config.max_time))
+    budget = TimeBudget(config.max_time) if config.max_time is not None else None
+    if budget is not None:
+        all_callbacks.append(budget)
     if progress:
         all_callbacks.append(Progress(total))
     all_callbacks.extend(callbacks)
@@ -391,6 +394,8 @@ def train(
     if total is not None and start >= total:
         print(f"run {run_dir} is already at step {start} of {total}; nothing to do")
         return run
+    if resume is not None:
+        print(f"resuming from step {start}{'' if total is None else f' of {total}'}: {run_dir}", flush=True)
     stop = _StopOnSignal()
     try:
         with stop.installed():
@@ -404,13 +409,18 @@ def train(
         found = latest_checkpoint(run_dir / "checkpoints")
         if found is None or found[0]["step"] != gan.global_step:
             save_checkpoint(gan, run_dir / "checkpoints")
-        raise Interrupted(
-            f"interrupted at step {gan.global_step} ({signal.Signals(stop.signal).name}); a checkpoint was "
-            f"written. Resume with:\n  ganframe train --resume {run_dir}"
-        )
+        raise Interrupted(f"interrupted at step {gan.global_step} ({signal.Signals(stop.signal).name}): a checkpoint "
+                          f"was written; {_resume_hint(run_dir)}")
+    if budget is not None and budget.ran_out:
+        run.stopped = (f"stopped at step {gan.global_step}: the time budget of {duration(config.max_time)} ran out; "
+                       f"{_resume_hint(run_dir)}")
     if not chief:  # the run is the chief's directory; this worker's scratch copy goes when it exits
         run.path = Path(resume) if resume is not None else config.out or run.path
     return run
+
+
+def _resume_hint(run_dir: Path) -> str:
+    return f"resume with: ganframe train --resume {run_dir}"
 
 
 def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackContext, metrics: dict[str, Any],

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import ganframe
@@ -138,19 +139,58 @@ def test_help(command, expected):
         assert word in result.stdout, f"{word!r} missing from `ganframe {' '.join(command)} --help`"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"]], ids=lambda args: args[0])
-def test_console_script_imports_no_tensorflow(args):
-    # What keeps these commands fast is not importing TensorFlow (seconds on its own), which this checks
-    # exactly; a wall-clock bound would only measure how busy the machine is.
-    # -X importtime lists every module the real console script imports, on stderr.
-    done = subprocess.run([sys.executable, "-X", "importtime", str(CLI), *args], env=clean_env(),
+def test_train_help_groups_its_options_in_panels_that_fit_80_columns():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    titles = [re.match(r"╭─ (.+?) ─", line).group(1) for line in lines if line.startswith("╭─ ")]
+    assert titles == ["Options", "Model", "Data", "Training", "Output and evaluation", "Advanced"]
+    assert "…" not in result.stdout, result.stdout  # nothing was cut to fit
+    command = typer.main.get_command(app).commands["train"]
+    names = [name for param in command.params if param.param_type_name == "option"
+             for name in (*param.opts, *param.secondary_opts)]
+    assert len(names) > 25
+    for name in names:
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.stdout), f"{name} not shown in full"
+    assert "Default: 128." in result.stdout and "Default: nonsaturating." in result.stdout
+
+
+def run_without_tensorflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The console script with ``args``, failing the test if it imported TensorFlow or Keras.
+
+    What keeps a command fast is not importing TensorFlow (seconds on its own), which this checks
+    exactly; a wall-clock bound would only measure how busy the machine is.
+    -X importtime lists every module the real console script imports, on stderr.
+    """
+    done = subprocess.run([sys.executable, "-X", "importtime", str(CLI), *args], cwd=cwd, env=clean_env(),
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-3000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "ganframe.cli" in imported  # the check itself works
     heavy = sorted(name for name in imported if name.split(".")[0] in {"tensorflow", "keras"})
     assert not heavy, f"`ganframe {' '.join(args)}` imported {heavy[:5]}"
+    return done
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"]], ids=lambda args: args[0])
+def test_console_script_imports_no_tensorflow(args):
+    done = run_without_tensorflow(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert "ganframe" in done.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sample", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["export", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["report", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["train", "--resume", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["evaluate", "nowhere"], "samples 'nowhere' do not exist"),
+], ids=lambda value: value[0] if isinstance(value, list) else "")
+def test_a_missing_run_is_refused_before_tensorflow_loads(args, message, tmp_path):
+    done = run_without_tensorflow(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert [line for line in error_lines(done.stderr) if message in line], done.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- ganframe plugins ---------------------------------------------------------------------------------
@@ -524,9 +564,34 @@ def test_an_interrupted_run_checkpoints_exits_130_and_resumes(tmp_path, how):
     # training stopped cleanly after the current execution: the progress line reports where
     step = int(re.search(r"interrupted at step (\d+)", stderr).group(1))
     assert stdout.splitlines()[-1].startswith(f"step {step}/"), stdout
-    assert_one_error("", stderr, "interrupted at step", f"ganframe train --resume {run}")
+    # the user's own doing, said as a note on where it stopped and how to go on, not as an error
+    assert "Traceback" not in stderr and not error_lines(stderr), stderr[-2000:]
+    assert f"interrupted at step {step} ({how.name}): a checkpoint was written; resume with: ganframe train " \
+           f"--resume {run}" in stderr.splitlines()
     assert (run / "checkpoints" / f"ckpt-{step:09d}.npz").is_file()
 
     result = ganframe_cli("train", "--resume", str(run), "--steps", str(step + 5))
     assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming from step {step} of {step + 5}: {run}" in result.stdout.splitlines()
     assert f"run finished at step {step + 5}" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_spent_time_budget_says_so_and_how_to_resume(tmp_path):
+    run = tmp_path / "RUN"
+    result = runner.invoke(app, ["train", *TINY_ARCH, "--data", "digits", "--steps", "1000000", "--max-time", "2s",
+                                 "--batch-size", "32", "--no-jit", "--sample-every", "0", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("stopped at step "))
+    step = int(re.fullmatch(r"step (\d+)/1000000 \(0%\)  \S.*", lines[end - 1]).group(1))  # the last progress line
+    assert " left" not in lines[end - 1]  # no time left to promise: the run is over
+    assert lines[end] == f"stopped at step {step}: the time budget of 2s ran out; resume with: ganframe train --resume {run}"
+    assert "run finished" not in result.stdout
+    assert (run / "checkpoints" / f"ckpt-{step:09d}.npz").is_file()
+
+    result = runner.invoke(app, ["train", "--resume", str(run), "--steps", str(step + 2), "--max-time", "10m"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"resuming from step {step} of {step + 2}: {run}"
+    assert f"run finished at step {step + 2}: {run}" in result.stdout.splitlines()
+    assert "stopped at step" not in result.stdout
