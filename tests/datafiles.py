@@ -17,9 +17,14 @@ import pytest
 
 #: The real MNIST files: GANFRAME_DATA_DIR, else the repository's sibling shared/datasets/mnist (as in CI).
 REAL_MNIST = Path(os.environ.get("GANFRAME_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist")
-#: For tests that need real MNIST: they skip where it is missing.
-needs_mnist = pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason=f"no MNIST in {REAL_MNIST} (set GANFRAME_DATA_DIR or provide ../shared/datasets/mnist)")
+_NO_MNIST = (f"no MNIST in {REAL_MNIST} (set GANFRAME_DATA_DIR or provide ../shared/datasets/mnist: the four IDX "
+             "files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+             "t10k-labels-idx1-ubyte.gz)")
+if not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file() and os.environ.get("GANFRAME_REQUIRE_MNIST") == "1":
+    # CI sets this: there the MNIST tests (the learning tests among them) must run, never skip.
+    pytest.fail(f"{_NO_MNIST}; GANFRAME_REQUIRE_MNIST=1 forbids skipping the tests that need it", pytrace=False)
+#: For tests that need real MNIST: they skip where it is missing (and fail with GANFRAME_REQUIRE_MNIST=1).
+needs_mnist = pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason=_NO_MNIST)
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None, count: int | None = None) -> bytes:
