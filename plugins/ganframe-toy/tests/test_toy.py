@@ -274,14 +274,15 @@ def test_the_other_data_sets_train(registry, tmp_path, name):
 #: (and already at 1,500), high-quality share 0.78, 0.87, 0.80, 0.58, 0.86, 0.91; at step 1,000
 #: 6-8 modes, share 0.14-0.58. Untrained (step 0): 0 modes, share 0.000 for every seed.
 #: The run costs ~22 s of CPU time (compile included), 12-45 s of wall time on two shared cores.
+#: Every seed found all eight modes, so the test requires all eight.
 LEARNING_STEPS = 2000
-MIN_MODES = 6
+MIN_MODES = 8
 MIN_HIGH_QUALITY = 0.3
 
 
 @pytest.mark.slow
 def test_ring8_learns_the_modes_with_the_nonsaturating_loss(registry, tmp_path):
-    """Scored by ganframe's own evaluation (``[metrics]``): step 0 is the untrained baseline."""
+    """All eight modes, scored by ganframe's own evaluation (``[metrics]``): step 0 is the untrained baseline."""
     began = time.perf_counter()
     run = ganframe.train(
         {
