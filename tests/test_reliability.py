@@ -15,7 +15,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 import ganframe
-from ganframe import DataSpec, RunConfig
+from ganframe import RunConfig
 from ganframe.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 from ganframe.run import build_gan
 from tinyrun import SPEC, TINY, tiny_config
