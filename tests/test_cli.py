@@ -293,7 +293,7 @@ def _write(path: Path, text: str) -> Path:
 TRAIN_ERRORS = {
     # id: (flags (a function of tmp_path), fragments the message must contain)
     "unknown-arch": (lambda tmp: ["--arch", "dnese"],
-                     ["unknown architecture 'dnese'", "available: dcgan, dense", "did you mean 'dense'?"]),
+                     ["unknown architecture 'dnese'; available: ", "dcgan, dense, ", "did you mean 'dense'?"]),
     "bad-arch-option": (lambda tmp: ["--arch-option", "g_widths=-3"],
                         ["architecture 'dense'", "'g_widths'", "-3"]),
     "arch-option-not-key-value": (lambda tmp: ["--arch-option", "nokeyvalue"],
