@@ -33,6 +33,7 @@ from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, 
 from ganframe.files import CsvLog, atomic_write
 from ganframe.hookspecs import hookimpl, hookspec
 from ganframe.images import save_image_grid
+from ganframe.intervals import IntervalMeans
 from ganframe.plugins import get_registry, load_plugins
 from ganframe.quiet import install as _quiet_tensorflow
 
@@ -67,6 +68,7 @@ __all__ = [
     "FeatureExtractor",
     "GanframeError",
     "ImageData",
+    "IntervalMeans",
     "Metric",
     "Networks",
     "NoOptions",

@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import keras
 
+from ganframe.intervals import IntervalMeans
+
 
 def duration(seconds: float) -> str:
     """``4500`` -> ``1h15m``, ``90`` -> ``1m30s``, ``45`` -> ``45s``: short enough for a progress line."""
@@ -23,7 +25,11 @@ def duration(seconds: float) -> str:
 
 
 class Progress(keras.callbacks.Callback):
-    """Reports step, speed, losses and time left, as a bar on a TTY and as lines elsewhere."""
+    """Reports step, speed, losses and time left, as a bar on a TTY and as lines elsewhere.
+
+    The losses shown are means over the steps since the previous report (:mod:`ganframe.intervals`),
+    the same numbers ``metrics.csv`` and TensorBoard hold, not Keras's running means since step 1.
+    """
 
     def __init__(self, total_steps: int | None, *, interval: float = 15.0, stream: TextIO | None = None,
                  bar: bool | None = None) -> None:
@@ -37,14 +43,18 @@ class Progress(keras.callbacks.Callback):
         self.start_step = self.model.global_step
         self.start_time = self.last_print = time.perf_counter()
         self.timed = False
-        self.last_logs: dict[str, Any] = {}
+        self.means = IntervalMeans(self.model)
+        self.values: dict[str, float] = {}  # the latest interval's means, for the final report
         self.progbar = None
         if self.bar and self.total_steps:
             self.progbar = keras.utils.Progbar(self.total_steps, stateful_metrics=["d_loss", "g_loss", "d_real", "d_fake"])
             self.progbar.update(self.start_step)
 
+    def _take(self) -> dict[str, float]:
+        self.values = self.means.take() or self.values
+        return self.values
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.last_logs = logs or {}  # kept for the final line: other callbacks may reset the metrics
         now = time.perf_counter()
         if not self.timed:  # the first call compiled the step: speed and time left count from here
             self.timed = True
@@ -52,18 +62,18 @@ class Progress(keras.callbacks.Callback):
             self.last_print = now
         if self.progbar is not None:
             if now - self.last_print >= self.progbar.interval:
-                self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in (logs or {}).items()])
+                self.progbar.update(self.model.global_step, list(self._take().items()))
                 self.last_print = now
         elif now - self.last_print >= self.interval:
-            self.print_line(now, logs or {})
+            self.print_line(now, self._take())
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.progbar is not None:
-            self.progbar.update(self.model.global_step, [(k, float(v)) for k, v in self.last_logs.items()], finalize=True)
+            self.progbar.update(self.model.global_step, list(self._take().items()), finalize=True)
         else:
-            self.print_line(time.perf_counter(), self.last_logs, final=True)
+            self.print_line(time.perf_counter(), self._take(), final=True)
 
-    def print_line(self, now: float, logs: dict[str, Any], final: bool = False) -> None:
+    def print_line(self, now: float, values: dict[str, float], final: bool = False) -> None:
         """One progress line; the final one has no time left, which a stop before the end would belie."""
         step = self.model.global_step
         rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
@@ -73,8 +83,8 @@ class Progress(keras.callbacks.Callback):
             if rate > 0 and not final:
                 where += f", {duration((self.total_steps - step) / rate)} left"
         speed = f"  {rate:.1f} steps/s" if rate > 0 else ""
-        values = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-        print(f"{where}{speed}  {values}", file=self.stream, flush=True)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+        print(f"{where}{speed}  {shown}", file=self.stream, flush=True)
         self.last_print = now
 
 

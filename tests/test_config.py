@@ -36,7 +36,7 @@ def test_defaults():
     assert (config.arch, config.data, config.loss) == ("dense", "mnist", "nonsaturating")
     assert config.arch_options == config.data_options == config.loss_options == {}
     assert config.penalties == config.augmentations == {}
-    assert config.callbacks == {"samples": {}, "checkpoint": {}, "metrics": {}}
+    assert config.callbacks == {"samples": {}, "checkpoint": {}, "metrics": {}, "tensorboard": {}}
     assert tuple(config.callbacks) == DEFAULT_CALLBACKS
     assert config.batch_size == 128
     assert (config.steps, config.epochs, config.max_time) == (None, None, None)
@@ -136,7 +136,8 @@ def test_dotted_override_through_a_value_is_an_error(tmp_path):
 def test_toml_callbacks_merge_with_the_defaults(tmp_path):
     path = _toml(tmp_path, "[callbacks.samples]\nevery = 500\n\n[callbacks.early_stop]\npatience = 3\n")
     config = resolve_config(path)
-    assert config.callbacks == {"samples": {"every": 500}, "checkpoint": {}, "metrics": {}, "early_stop": {"patience": 3}}
+    assert config.callbacks == {"samples": {"every": 500}, "checkpoint": {}, "metrics": {}, "tensorboard": {},
+                                "early_stop": {"patience": 3}}
     off = resolve_config(_toml(tmp_path, "[callbacks.checkpoint]\nevery = 0\n", "off.toml"))
     assert off.callbacks["checkpoint"] == {"every": 0}
     assert set(off.callbacks) == set(DEFAULT_CALLBACKS)

@@ -168,3 +168,34 @@ def test_evaluate_finds_real_data_by_flag_then_run_then_environment(tmp_path: Pa
     assert real_images("mnist:test") == 16  # the run's own directory, stored absolute, beats the environment
     assert real_images("mnist:test", data_dir=flagged) == 12  # an explicit directory beats the run's
     assert real_images("fashion_mnist:test") == 10  # another data set than the run's: the environment
+
+
+def test_progress_lines_show_the_same_interval_means_as_metrics_csv(tmp_path: Path) -> None:
+    """Each number on a progress line is the mean since the previous line, as in metrics.csv, not Keras's
+    running mean since step 1 (what ``logs`` hold): a line and a row every step, equal."""
+    import io
+
+    import keras
+
+    from ganframe.files import CsvLog
+    from ganframe.progress import Progress
+
+    running: list[float] = []
+
+    class KerasLogs(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            running.append(float(logs["g_loss"]))
+
+    stream = io.StringIO()
+    config = tiny_config(tmp_path, steps=8, callbacks={"samples": {"every": 0}, "metrics": {"every": 1}})
+    ganframe.train(config, progress=False, callbacks=[Progress(8, interval=0, stream=stream, bar=False), KerasLogs()])
+
+    printed = [dict(re.findall(r"(\w+) (-?\d+\.\d+)", line)) for line in stream.getvalue().splitlines()]
+    rows = CsvLog(tmp_path / "run" / "metrics.csv").rows()
+    assert [row["step"] for row in rows] == list(range(1, 9)) and len(printed) >= 8
+    for line, row in zip(printed, rows):
+        for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+            assert float(line[name]) == pytest.approx(row[name], abs=1e-4), (name, line, row)
+    # ... and not the running mean Keras hands to callbacks, which at step 8 still averages steps 1-8.
+    assert running[-1] == pytest.approx(sum(row["g_loss"] for row in rows) / 8, abs=1e-4)
+    assert abs(running[-1] - rows[-1]["g_loss"]) > 1e-3
