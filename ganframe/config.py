@@ -31,8 +31,8 @@ from ganframe.errors import ConfigError, describe_validation_error
 #: Training length when neither steps, epochs nor max_time is given.
 DEFAULT_STEPS = 10_000
 
-#: Callbacks every run gets unless switched off with ``every = 0``.
-DEFAULT_CALLBACKS = ("samples", "checkpoint", "metrics")
+#: Callbacks every run gets unless switched off with ``every = 0`` (tensorboard: and ``images_every = 0``).
+DEFAULT_CALLBACKS = ("samples", "checkpoint", "metrics", "tensorboard")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hms])")
 
@@ -95,7 +95,8 @@ class EvaluationConfig(_Section):
 class HealthConfig(_Section):
     """When the run probes its own health: D's accuracy, gradient norms, diversity, alarms (docs/health.md)."""
 
-    every: int = Field(500, ge=0, description="steps between health probes; 0 switches them off")
+    every: int | None = Field(None, ge=0, description="steps between health probes; default: a tenth of the run, "
+                              "at most 500; 0 switches them off")
     samples: int = Field(256, ge=2, le=10_000, description="real and generated images per probe")
 
 

@@ -48,11 +48,15 @@ from ganframe.plugins import Registry
 
 COLUMNS = ("step", "d_acc_real", "d_acc_fake", "d_margin", "d_grad_norm", "g_grad_norm", "diversity", "coverage",
            "d_change", "g_change")
-KINDS = ("discriminator_wins", "mode_collapse", "divergence", "frozen_discriminator")
+KINDS = ("discriminator_wins", "mode_collapse", "low_coverage", "divergence", "frozen_discriminator")
 
-#: Warm-up: the first WARMUP probes and every probe before step WARMUP_STEPS only set the baseline.
-#: An untrained G makes near-identical images and D wins easily; the dense MNIST GAN's samples
-#: cover one or two classes until about step 200. Collapse and D winning are judged after it.
+#: Probes every EVERY steps, or every tenth of a shorter run (at least MIN_EVERY steps apart).
+EVERY = 500
+MIN_EVERY = 10
+#: Warm-up: the first WARMUP probes and every probe before step WARMUP_STEPS (or before half of a
+#: shorter run) only set the baseline. An untrained G makes near-identical images and D wins easily;
+#: the dense MNIST GAN's samples cover one or two classes until about step 200. Collapse, low
+#: coverage and D winning are judged after it.
 WARMUP = 2
 WARMUP_STEPS = 500
 #: Consecutive probes a collapse or a frozen D must persist before it is called one.
@@ -66,6 +70,8 @@ VANISHED = 0.1
 #: (counted up to the real data's level), or below FLOOR of the real data's level.
 COLLAPSE = 0.5
 FLOOR = 0.25
+#: Low coverage: G's samples span fewer than this share of the real data's effective classes.
+LOW_COVERAGE = 0.7
 #: Divergence: a gradient norm this many times its median over the earlier probes.
 EXPLODE = 1e3
 #: Frozen D: D's weights moved less than this (relative) while G's moved more than MOVING.
@@ -79,6 +85,9 @@ ADVICE = {
     "mode_collapse": "G produces a few kinds of image only: check that D learns (see frozen_discriminator), try a "
                      "gradient penalty (r1, or wasserstein with gradient_penalty), a lower learning rate for G, "
                      "a larger batch, or an EMA of G's weights (ema = 0.999)",
+    "low_coverage": "G makes some of the data's classes rarely or never: train longer, try a convolutional "
+                    "architecture (dcgan), an EMA of G's weights (ema = 0.999), a gradient penalty (r1) or a larger "
+                    "batch; docs/recipes/ has configs that cover every class",
     "divergence": "lower both learning rates, add a gradient penalty (r1), and check the data for extreme values; "
                   "the divergence guard rolls back non-finite updates (docs/reliability.md)",
     "frozen_discriminator": "D's weights do not change while G's do, so G chases a fixed target and collapses onto "
@@ -126,11 +135,24 @@ def _collapse(judged: Sequence[Row], column: str, real: float | None) -> str | N
     return None
 
 
-def check(rows: Sequence[Row], real_coverage: float | None = None) -> dict[str, str]:
+def default_every(total_steps: int | None) -> int:
+    """Steps between probes when ``health.every`` is not set: EVERY, or a tenth of a shorter run."""
+    if not total_steps:
+        return EVERY
+    return min(EVERY, max(MIN_EVERY, total_steps // 10))
+
+
+def warmup_steps(total_steps: int | None) -> int:
+    """The step before which no probe is judged for collapse: WARMUP_STEPS, or half of a shorter run."""
+    return WARMUP_STEPS if not total_steps else min(WARMUP_STEPS, total_steps // 2)
+
+
+def check(rows: Sequence[Row], real_coverage: float | None = None, warmup: int = WARMUP_STEPS) -> dict[str, str]:
     """The alarms the newest of ``rows`` raises, judged with the rows before it: kind -> message.
 
-    ``real_coverage`` is the real data's ``coverage`` (None: no classifier). Rows are the probes of
-    one run in order; a value may be None where it does not exist. The rules are docs/health.md's.
+    ``real_coverage`` is the real data's ``coverage`` (None: no classifier); ``warmup`` the step of
+    :func:`warmup_steps`. Rows are the probes of one run in order; a value may be None where it does
+    not exist. The rules are docs/health.md's.
     """
     alarms: dict[str, str] = {}
     row = rows[-1]
@@ -150,12 +172,16 @@ def check(rows: Sequence[Row], real_coverage: float | None = None) -> dict[str, 
     if _held(rows, PATIENCE, frozen):
         alarms["frozen_discriminator"] = (f"D's weights changed by {row['d_change']:.2g} (relative) since the last "
                                           f"probe, G's by {row['g_change']:.2g}, {PATIENCE} probes in a row")
-    if len(rows) <= WARMUP or row["step"] < WARMUP_STEPS:
+    if len(rows) <= WARMUP or row["step"] < warmup:
         return alarms
-    judged = [r for index, r in enumerate(rows) if index >= WARMUP and r["step"] >= WARMUP_STEPS]
+    judged = [r for index, r in enumerate(rows) if index >= WARMUP and r["step"] >= warmup]
     collapse = _collapse(judged, "diversity", 1.0) or _collapse(judged, "coverage", real_coverage)
     if collapse:
         alarms["mode_collapse"] = collapse
+    elif real_coverage is not None and _held(judged, PATIENCE, lambda r: _finite(r["coverage"])
+                                               and r["coverage"] < LOW_COVERAGE * real_coverage):
+        alarms["low_coverage"] = (f"the samples span {row['coverage']:.1f} effective classes, the real data "
+                                  f"{real_coverage:.1f} (under {LOW_COVERAGE:g} x), {PATIENCE} probes in a row")
 
     largest = max((r["g_grad_norm"] for r in rows if _finite(r["g_grad_norm"])), default=0.0)
 
@@ -237,7 +263,8 @@ class HealthMonitor(keras.callbacks.Callback):
     def __init__(self, config: HealthConfig, images: np.ndarray, labels: np.ndarray | None, context: CallbackContext,
                  registry: Registry) -> None:
         super().__init__()
-        self.every = config.every
+        self.every = default_every(context.total_steps) if config.every is None else config.every
+        self.warmup = warmup_steps(context.total_steps)
         self.seed = context.seed
         count = min(config.samples, len(images))
         picked = np.random.default_rng(context.seed).choice(len(images), count, replace=False)
@@ -325,7 +352,7 @@ class HealthMonitor(keras.callbacks.Callback):
         row = self.measure_row(step)
         self.rows.append(row)
         self.log.append(row)
-        firing = check(self.rows, self.real_coverage)
+        firing = check(self.rows, self.real_coverage, self.warmup)
         for kind, message in firing.items():
             if kind not in self.active:
                 self.alarms.append(Alarm(step, kind, message, ADVICE[kind]))

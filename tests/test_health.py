@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import ganframe
-from ganframe.health import COLUMNS, check, diversity, effective_classes, mean_pairwise_distance, relative_change
+from ganframe.health import (COLUMNS, check, default_every, diversity, effective_classes, mean_pairwise_distance,
+                             relative_change, warmup_steps)
 from datafiles import REAL_MNIST, needs_mnist
 from tinyrun import tiny_config
 
@@ -95,6 +96,34 @@ def test_mode_collapse_is_a_sharp_drop_or_a_level_far_below_the_data_for_two_pro
     fewer_classes = probes(coverage=[9.0, 9.0, 9.0, 9.0, 4.0, 3.0])
     assert "coverage 3" in check(fewer_classes, real_coverage=9.8)["mode_collapse"]
     assert check(fewer_classes, real_coverage=None) == {}  # no classifier, no coverage rule
+
+
+def test_low_coverage_is_a_partial_collapse_that_lasts():
+    """The README's dense MNIST run: 5.5-6.6 effective classes against the data's 9.9, never a collapse."""
+    dense = probes(every=300, coverage=[1.0, 1.9, 5.5, 6.6, 5.8, 6.1, 5.6])
+    assert alarms_over(dense, real_coverage=9.86) == [set()] * 3 + [{"low_coverage"}] * 4
+    assert "5.6 effective classes, the real data 9.9" in check(dense, real_coverage=9.86)["low_coverage"]
+    one_dip = probes(coverage=[6.0, 9.0, 9.5, 6.0, 9.4])  # below 0.7 x 9.86 once: not yet
+    assert alarms_over(one_dip, real_coverage=9.86) == [set()] * 5
+    assert check(dense, real_coverage=None) == {}  # no classifier, no coverage rule
+    collapsed = probes(coverage=[9.0, 9.0, 9.0, 9.0, 4.0, 3.0])  # a collapse is one, not also low coverage
+    assert set(check(collapsed, real_coverage=9.8)) == {"mode_collapse"}
+
+
+def test_short_runs_are_probed_and_judged_in_proportion():
+    assert [default_every(steps) for steps in (None, 50, 200, 3000, 100_000)] == [500, 10, 20, 300, 500]
+    assert [warmup_steps(steps) for steps in (None, 200, 3000)] == [500, 100, 500]
+    # A 200-step run whose G never spread out: judged from step 100 on, when the default run had no probe yet.
+    never = probes(every=20, diversity=[0.1] * 10)
+    assert alarms_over(never)[-1] == set()  # judged as a long run would be: all still warm-up
+    assert [set(check(never[:i + 1], warmup=100)) for i in range(10)] == [set()] * 5 + [{"mode_collapse"}] * 5
+
+
+def test_a_run_without_health_every_probes_a_tenth_of_its_length(tmp_path):
+    run = ganframe.train(tiny_config(tmp_path, steps=60), progress=False)
+    rows, health = health_of(run.path)
+    assert [int(row["step"]) for row in rows] == list(range(10, 61, 10))  # at least 10 steps apart
+    assert health["summary"]["every"] == 10
 
 
 def test_divergence_fires_at_once_on_non_finite_values_and_on_exploding_norms():
