@@ -23,8 +23,8 @@ import typer
 from ganframe import __version__
 from ganframe.contract import CONTRACT_VERSION, KINDS
 from ganframe.config import check_components, check_run_dir, resolve_config
-from ganframe.errors import ConfigError, GanframeError, Interrupted
-from ganframe.plugins import get_registry, options_model_summary, reset_registry
+from ganframe.errors import ConfigError, GanframeError, Interrupted, UnknownComponentError, did_you_mean
+from ganframe.plugins import ALIASES, get_registry, listed_kind, options_model_summary, reset_registry
 from ganframe.quiet import VERBOSE_ENV
 
 app = typer.Typer(
@@ -96,6 +96,38 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     return parsed
 
 
+#: Options that hold a penalty's weight, the first a penalty has: gradient_penalty's lambda, R1's and R2's gamma.
+PENALTY_WEIGHTS = ("weight", "gamma")
+
+
+def _penalties(items: list[str] | None, registry: Any) -> dict[str, Any]:
+    """``--penalty r1`` and ``--penalty gradient_penalty=10`` as overrides: WEIGHT goes to the penalty's weight option.
+
+    A name alone adds the penalty with its default options, as ``--augment`` does an augmentation.
+    """
+    losses = registry.components["loss"]
+    weights = {name: option for name, component in losses.items()
+               if (option := next((o for o in PENALTY_WEIGHTS if o in component.options.model_fields), None))}
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = (part.strip() for part in item.partition("="))
+        if name not in losses:
+            message = f"unknown penalty {name!r}; available: {', '.join(sorted(weights)) or '(none)'}"
+            close = did_you_mean(name, weights, {alias: target for alias, (target, _) in ALIASES["loss"].items()})
+            raise UnknownComponentError(message + (f" (did you mean {close!r}?)" if close else ""))
+        if not sep:
+            overrides[f"penalties.{name}"] = {}
+            continue
+        if name not in weights:
+            raise ConfigError(f"--penalty {item!r}: {name!r} has no weight option ({' or '.join(PENALTY_WEIGHTS)}); "
+                              f"give its options with --set penalties.{name}.KEY=VALUE")
+        try:
+            overrides[f"penalties.{name}.{weights[name]}"] = float(raw)
+        except ValueError:
+            raise ConfigError(f"--penalty {item!r}: the weight {raw!r} is not a number, e.g. --penalty {name}=10") from None
+    return overrides
+
+
 #: Panels of `ganframe train --help`; options without one (--config, --help) come first.
 DATA, MODEL, TRAINING, OUTPUT, ADVANCED = "Data", "Model", "Training", "Output and evaluation", "Advanced"
 
@@ -114,6 +146,9 @@ def train(
                                        help="Adversarial loss. Default: nonsaturating."),
     loss_option: Optional[list[str]] = typer.Option(None, "--loss-option", metavar="KEY=VALUE", rich_help_panel=MODEL,
                                                     help="Loss option (repeatable)."),
+    penalty: Optional[list[str]] = typer.Option(None, "--penalty", metavar="NAME", rich_help_panel=MODEL,
+                                                help="Add a penalty: r1, r2, gradient_penalty, or a plugin's; "
+                                                     "NAME=WEIGHT sets its gamma or lambda. Repeatable."),
     data: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=DATA,
                                        help="mnist, fashion_mnist, cifar10, digits, npz, folder, or a plugin's. Default: mnist."),
     data_option: Optional[list[str]] = typer.Option(None, "--data-option", metavar="KEY=VALUE", rich_help_panel=DATA,
@@ -135,6 +170,13 @@ def train(
                                            help="Discriminator steps per generator step. Default: 1."),
     lr: Optional[float] = typer.Option(None, metavar="RATE", rich_help_panel=TRAINING,
                                        help="Learning rate of both optimizers. Default: 2e-4."),
+    g_lr: Optional[float] = typer.Option(None, "--g-lr", metavar="RATE", rich_help_panel=TRAINING,
+                                         help="Generator's learning rate; wins over --lr."),
+    d_lr: Optional[float] = typer.Option(None, "--d-lr", metavar="RATE", rich_help_panel=TRAINING,
+                                         help="Discriminator's learning rate; wins over --lr."),
+    ema: Optional[float] = typer.Option(None, metavar="DECAY", rich_help_panel=TRAINING,
+                                        help="Keep an average of G's weights with this decay (e.g. 0.999) to "
+                                             "sample, evaluate and export. Default: none."),
     seed: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=TRAINING,
                                        help="Random seed; a seeded run is reproducible. Default: 0."),
     out: Optional[Path] = typer.Option(None, metavar="DIR", rich_help_panel=OUTPUT,
@@ -154,6 +196,9 @@ def train(
                                                     "(evaluations.csv). Repeatable."),
     eval_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
                                              help="Steps between evaluations of --metric (0: at the end). Default: 1000."),
+    health_every: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=OUTPUT,
+                                               help="Steps between health probes (0: off). Default: 500, or a "
+                                                    "tenth of a shorter run."),
     jit: Optional[bool] = typer.Option(None, "--jit/--no-jit", rich_help_panel=ADVANCED,
                                        help="XLA-compile the train step. Default: on."),
     steps_per_execution: Optional[int] = typer.Option(None, metavar="N", rich_help_panel=ADVANCED,
@@ -180,8 +225,9 @@ def train(
         "max_time": max_time,
         "batch_size": batch_size,
         "n_critic": n_critic,
-        "d_optimizer.learning_rate": lr,
-        "g_optimizer.learning_rate": lr,
+        "d_optimizer.learning_rate": lr if d_lr is None else d_lr,
+        "g_optimizer.learning_rate": lr if g_lr is None else g_lr,
+        "ema": ema,
         "seed": seed,
         "out": out,
         "jit_compile": jit,
@@ -192,6 +238,7 @@ def train(
         "callbacks.checkpoint.every": checkpoint_every,
         "callbacks.metrics.every": log_every,
         "evaluation.every": eval_every,
+        "health.every": health_every,
         **{f"augmentations.{name}": {} for name in augment or ()},
         **{f"metrics.{name}": {} for name in metric or ()},
     }
@@ -199,8 +246,9 @@ def train(
                                 ("data_options", data_option, "--data-option"),
                                 ("loss_options", loss_option, "--loss-option")):
         overrides.update({f"{prefix}.{k}": v for k, v in _key_values(items, flag).items()})
-    overrides.update(_key_values(set_, "--set"))
     registry = get_registry()
+    overrides.update(_penalties(penalty, registry))
+    overrides.update(_key_values(set_, "--set"))
 
     if resume is not None:
         if config is not None:
@@ -246,7 +294,8 @@ def plugins(
                     "error": record.error,
                     "components": [
                         {
-                            "kind": kind,
+                            "kind": kind,  # the hook it registers through: where the registry keeps it
+                            "listed_as": listed_kind(registry.components[kind][name]),  # a loss or a penalty
                             "name": name,
                             "description": registry.components[kind][name].description,
                             "options": options_model_summary(registry.components[kind][name].options),
@@ -269,7 +318,7 @@ def plugins(
             for component_kind, name in record.components:
                 if component_kind == kind:
                     component = registry.components[kind][name]
-                    typer.echo(f"    {kind:<18} {name:<14} {component.description}")
+                    typer.echo(f"    {listed_kind(component):<18} {name:<14} {component.description}")
                     if show_options:
                         for option, summary in options_model_summary(component.options).items():
                             typer.echo(f"        {option}: {summary}")
@@ -408,13 +457,10 @@ def evaluate(
     samples_kind(samples)  # a missing or unusable path is refused before TensorFlow loads
     typer.echo("loading TensorFlow ...", err=True)
     from ganframe.evaluation import evaluate as evaluate_samples
-    from ganframe.files import atomic_write
 
     result = evaluate_samples(samples, against, options, n=n, against_options=_key_values(against_option, "--against-option"),
-                              data_dir=data_dir, seed=seed, checkpoint=checkpoint, registry=registry)
+                              data_dir=data_dir, seed=seed, checkpoint=checkpoint, registry=registry, out=out)
     _print_scores(result)
-    with atomic_write(out, "w") as handle:
-        handle.write(json.dumps(result.to_json(), indent=2) + "\n")
     typer.echo(f"wrote the scores and their protocol to {out}")
 
 

@@ -44,7 +44,7 @@ BUILTIN_COMPONENTS = {
     "architecture": {"dense", "dcgan"},
     "dataset": {"mnist", "digits", "npz", "folder"},
     "loss": {"nonsaturating", "minimax"},
-    "callback": {"samples", "checkpoint", "metrics"},
+    "callback": {"samples", "checkpoint", "metrics", "tensorboard"},
 }
 TINY_ARCH = ["--arch", "dense", "--arch-option", "g_widths=[16,32]", "--arch-option", "d_widths=[32,16]",
              "--arch-option", "latent_dim=8"]
@@ -202,6 +202,7 @@ def test_plugins_lists_the_builtins():
     for kind, names in BUILTIN_COMPONENTS.items():
         for name in names:
             assert re.search(rf"^\s+{kind}\s+{name}\s+\S", result.stdout, re.M), f"{kind} {name} not listed"
+    assert re.search(r"^\s+penalty\s+r1\s+\S", result.stdout, re.M)  # registered as a loss, shown as what it is
     assert "FAILED" not in result.stdout and result.stderr == ""
 
 
@@ -213,6 +214,8 @@ def test_plugins_json_lists_the_builtins():
     assert listing["contract"] == ganframe.CONTRACT_VERSION
     found = {(c["kind"], c["name"]) for p in listing["plugins"] for c in p["components"]}
     assert {(kind, name) for kind, names in BUILTIN_COMPONENTS.items() for name in names} <= found
+    listed = {c["name"]: c["listed_as"] for p in listing["plugins"] for c in p["components"] if c["kind"] == "loss"}
+    assert listed["r1"] == listed["gradient_penalty"] == "penalty" and listed["hinge"] == "loss"
     assert all(p["status"] == "loaded" for p in listing["plugins"])
     assert {p["name"] for p in listing["plugins"] if p["distribution"] == "ganframe"} == set(ganframe.plugins.BUILTIN_PLUGINS)
 
@@ -310,6 +313,15 @@ TRAIN_ERRORS = {
     "resume-with-config": (
         lambda tmp: ["--resume", str(tmp), "--config", str(_write(tmp / "c.toml", "steps = 3\n"))],
         ["--config cannot be combined"]),
+    "unknown-penalty": (lambda tmp: ["--penalty", "gradient-penalty=10"],
+                        ["unknown penalty 'gradient-penalty'; available: gradient_penalty, r1, r2",
+                         "did you mean 'gradient_penalty'?"]),
+    "penalty-alias": (lambda tmp: ["--penalty", "gp"], ["unknown penalty 'gp'", "did you mean 'gradient_penalty'?"]),
+    "penalty-weight-not-a-number": (lambda tmp: ["--penalty", "r1=strong"],
+                                    ["--penalty 'r1=strong'", "the weight 'strong' is not a number"]),
+    "penalty-weight-negative": (lambda tmp: ["--penalty", "r1=-1"], ["loss 'r1'", "'gamma'", "-1.0", "greater than 0"]),
+    "penalty-without-weight": (lambda tmp: ["--penalty", "hinge=1"],
+                               ["--penalty 'hinge=1'", "'hinge' has no weight option", "--set penalties.hinge."]),
 }
 
 
@@ -397,7 +409,8 @@ def test_train_writes_a_complete_run(trained_run):
     assert (config.arch, config.data, config.steps, config.batch_size) == ("dense", "digits", 20, 32)
     assert config.arch_options == {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8}
     assert config.jit_compile is False
-    assert config.callbacks == {"samples": {"every": 10}, "checkpoint": {"every": 10}, "metrics": {"every": 5}}
+    assert config.callbacks == {"samples": {"every": 10}, "checkpoint": {"every": 10}, "metrics": {"every": 5},
+                                "tensorboard": {}}
 
     meta = json.loads((run / "run.json").read_text())
     assert meta["ganframe"] == ganframe.__version__
@@ -543,6 +556,64 @@ every = 2
     assert written["arch_options"] == {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
     assert written["jit_compile"] is False
     assert csv_steps(out / "metrics.csv") == [2, 4, 6]
+
+
+#: A one-step run that writes nothing it need not: the config it records is what these tests read.
+ONE_STEP = [*TINY_ARCH, "--data", "digits", "--steps", "1", "--batch-size", "16", "--no-jit", "--sample-every", "0"]
+
+
+@pytest.mark.slow
+def test_knob_flags_land_in_the_runs_config(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *ONE_STEP, "--ema", "0.9", "--g-lr", "3e-4", "--d-lr", "1e-4",
+                                 "--penalty", "r1=5", "--penalty", "gradient_penalty", "--checkpoint-every", "7",
+                                 "--log-every", "3", "--eval-every", "9", "--health-every", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = read_toml(out / "config.toml")
+    assert written["ema"] == 0.9
+    assert (written["g_optimizer"]["learning_rate"], written["d_optimizer"]["learning_rate"]) == (3e-4, 1e-4)
+    assert written["penalties"] == {"r1": {"gamma": 5.0}, "gradient_penalty": {}}
+    assert {name: written["callbacks"][name] for name in ("samples", "checkpoint", "metrics")} == {
+        "samples": {"every": 0}, "checkpoint": {"every": 7}, "metrics": {"every": 3}}
+    assert (written["evaluation"]["every"], written["health"]["every"]) == (9, 0)
+    assert not (out / "health.csv").exists()  # the probes really are off
+
+
+@pytest.mark.slow
+def test_knob_flags_override_the_config_file_and_set_overrides_them(tmp_path):
+    config = _write(tmp_path / "run.toml", """
+ema = 0.5
+
+[g_optimizer]
+learning_rate = 1e-3
+
+[d_optimizer]
+learning_rate = 1e-3
+beta_1 = 0.0
+
+[penalties.r1]
+gamma = 1.0
+
+[penalties.r2]
+gamma = 2.0
+
+[health]
+every = 7
+
+[callbacks.checkpoint]
+every = 3
+""")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(config), *ONE_STEP, "--ema", "0.99", "--lr", "5e-4",
+                                 "--g-lr", "2e-4", "--penalty", "r1=20", "--health-every", "0",
+                                 "--checkpoint-every", "1", "--set", "ema=0.95", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = read_toml(out / "config.toml")
+    assert written["ema"] == 0.95  # --set wins over every other flag
+    assert written["g_optimizer"]["learning_rate"] == 2e-4  # --g-lr wins over --lr
+    assert written["d_optimizer"] == {**written["g_optimizer"], "learning_rate": 5e-4, "beta_1": 0.0}
+    assert written["penalties"] == {"r1": {"gamma": 20.0}, "r2": {"gamma": 2.0}}  # the file's other penalty stays
+    assert (written["health"]["every"], written["callbacks"]["checkpoint"]["every"]) == (0, 1)
 
 
 @pytest.mark.slow
