@@ -91,12 +91,22 @@ class DataContext:
     seed: int = 0
 
 
+class InvalidImageData(DataError):
+    """:class:`ImageData` that does not match its spec; ``problem`` says what, without the data set's name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.problem = problem
+
+
 @dataclass(frozen=True, eq=False)
 class ImageData:
     """A whole data set in memory: float32 images (N, H, W, C) within ``spec.value_range``.
 
-    ``labels`` are int32 class ids (N,), or None. Construction checks the
-    arrays against the spec, so a dataset plugin cannot hand over a mismatch.
+    ``labels`` are class ids (N,) in ``[0, spec.num_classes)``, or None; any integer dtype is
+    accepted (numpy's default int64 included) and stored as int32. Construction checks the
+    arrays against the spec, so a dataset plugin cannot hand over a mismatch: a problem raises
+    :class:`InvalidImageData`, which a run reports under the dataset's and its plugin's name.
     """
 
     images: np.ndarray
@@ -105,28 +115,38 @@ class ImageData:
     name: str = "data"
 
     def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem is not None:
+            raise InvalidImageData(self.name, problem)
+        if self.labels is not None:
+            object.__setattr__(self, "labels", np.asarray(self.labels).astype(np.int32, copy=False))
+
+    def _problem(self) -> str | None:
+        """What is wrong with the arrays, or None."""
         images = self.images
         if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.spec.shape):
-            raise DataError(
-                f"{self.name}: images have shape {tuple(images.shape)}, expected (N, {', '.join(map(str, self.spec.shape))})"
-            )
+            return f"images have shape {tuple(images.shape)}, expected (N, {', '.join(map(str, self.spec.shape))})"
         if images.shape[0] == 0:
-            raise DataError(f"{self.name}: the data set holds no images")
+            return "the data set holds no images"
         if images.dtype != np.float32:
-            raise DataError(f"{self.name}: images must be float32, got {images.dtype}")
+            return f"images must be float32, got {images.dtype}"
         low, high = self.spec.value_range
         if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
-            raise DataError(
-                f"{self.name}: pixel values span [{images.min():g}, {images.max():g}], "
-                f"outside the declared range [{low:g}, {high:g}]"
-            )
-        if self.labels is not None:
-            if self.labels.shape != (images.shape[0],):
-                raise DataError(f"{self.name}: {self.labels.shape[0]} labels for {images.shape[0]} images")
-            if self.spec.num_classes is None:
-                raise DataError(f"{self.name}: labels are given but the spec has no num_classes")
-            if self.labels.min() < 0 or self.labels.max() >= self.spec.num_classes:
-                raise DataError(f"{self.name}: labels must lie in [0, {self.spec.num_classes - 1}]")
+            return (f"pixel values span [{images.min():g}, {images.max():g}], "
+                    f"outside the declared range [{low:g}, {high:g}]")
+        if self.labels is None:
+            return None
+        labels = np.asarray(self.labels)
+        if labels.shape != (images.shape[0],):
+            return f"labels have shape {labels.shape}, expected ({images.shape[0]},): one class id per image"
+        if not np.issubdtype(labels.dtype, np.integer):
+            return f"labels must be integer class ids, got dtype {labels.dtype}"
+        if self.spec.num_classes is None:
+            return "labels are given but the spec has no num_classes"
+        if labels.min() < 0 or labels.max() >= self.spec.num_classes:
+            return (f"labels span [{labels.min()}, {labels.max()}], but class ids must lie in "
+                    f"[0, {self.spec.num_classes - 1}] (spec.num_classes = {self.spec.num_classes})")
+        return None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -165,14 +185,21 @@ class AdversarialLoss(abc.ABC):
         """Scalar loss the generator minimises."""
 
 
+#: The valid values of :attr:`Penalty.applies_to`.
+PENALTY_TARGETS = ("discriminator", "generator")
+
+
 class Penalty(abc.ABC):
     """A regulariser added to one network's loss (gradient penalty, R1, ...).
 
     ``critic`` is D as a function of images alone (labels bound, training mode);
     use :func:`ganframe.input_gradients` for gradients with respect to its input.
-    The returned scalar is added as is: apply the weight inside.
+    The returned scalar is added as is: apply the weight inside. A discriminator
+    penalty joins ``d_loss`` in every D update; a generator penalty joins ``g_loss``
+    in the G update, where ``fake`` carries G's gradients and only G is updated.
     """
 
+    #: Which network's loss it joins; one of :data:`PENALTY_TARGETS`.
     applies_to: Literal["discriminator", "generator"] = "discriminator"
 
     @abc.abstractmethod

@@ -45,7 +45,10 @@ def ganframe_register_datasets(register: Register) -> None:
 
 @hookspec
 def ganframe_register_losses(register: Register) -> None:
-    """Register adversarial losses and penalties: factory(spec, options) -> AdversarialLoss | Penalty."""
+    """Register adversarial losses and penalties: factory(spec, options) -> AdversarialLoss | Penalty.
+
+    A factory annotated to return a Penalty subclass is listed as a penalty by ``ganframe plugins``.
+    """
 
 
 @hookspec

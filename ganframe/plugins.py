@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import re
 import traceback
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ganframe import hookspecs
-from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, FeatureExtractor, ImageData, Metric,
-                               Networks, NoOptions, Options, Penalty)
-from ganframe.errors import (ConfigError, GanframeError, PluginError, RunError, UnknownComponentError,
+from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, FeatureExtractor, ImageData,
+                               InvalidImageData, Metric, Networks, NoOptions, Options, PENALTY_TARGETS, Penalty)
+from ganframe.errors import (ConfigError, DataError, GanframeError, PluginError, RunError, UnknownComponentError,
                              describe_validation_error, did_you_mean)
 
 ENTRY_POINT_GROUP = "ganframe"
@@ -41,6 +43,9 @@ BUILTIN_PLUGINS = (
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+#: The keywords pydantic's ``Field`` takes; it keeps any other one as JSON-schema data, silently.
+_FIELD_KEYWORDS = tuple(name for name in inspect.signature(Field).parameters if name != "extra")
 
 #: What each kind's factory must return (docs/plugins.md); callbacks: see :func:`_factory_returns`.
 _RETURNS: dict[str, tuple[type, ...]] = {
@@ -86,7 +91,7 @@ ALIASES: dict[str, dict[str, tuple[str, str]]] = {
         "wgan": ("wasserstein", ""),
         **dict.fromkeys(("wgan-gp", "wgan_gp", "wgangp"), (
             "wasserstein", "WGAN-GP is the loss 'wasserstein' with the penalty 'gradient_penalty': "
-                           "--loss wasserstein --set penalties.gradient_penalty={}")),
+                           "--loss wasserstein --penalty gradient_penalty")),
         **dict.fromkeys(("ls", "lsq", "least_squares", "least-squares", "mse"), ("lsgan", "")),
         "gp": ("gradient_penalty", ""),
     },
@@ -135,12 +140,16 @@ class Registry:
         A factory that raises something other than ganframe's own errors, or returns the wrong
         type, is a broken component: :class:`RunError` names it, its plugin and the error (the
         original stays chained for Python users), so the CLI shows a message, not a traceback.
+        Its own errors pass as they are (a :class:`ConfigError` is the user's mistake, exit 2),
+        except that :class:`ImageData` it refused is reported under the component's name.
         """
         validated = self.options(kind, name, options)
         component = self.get(kind, name)
         where = f"{kind} {name!r} (plugin {component.plugin!r})"
         try:
             built = component.factory(*args, validated)
+        except InvalidImageData as error:
+            raise DataError(f"{where}: {error.problem}") from error
         except GanframeError:
             raise
         except Exception as error:  # noqa: BLE001 - any plugin bug becomes one message
@@ -152,6 +161,9 @@ class Registry:
                 f"{' or '.join(t.__name__ for t in expected)}; the plugin breaks the contract (docs/plugins.md), "
                 f"update or disable it (GANFRAME_DISABLE_PLUGINS={component.plugin})"
             )
+        if isinstance(built, Penalty) and built.applies_to not in PENALTY_TARGETS:
+            raise RunError(f"{where}: applies_to is {built.applies_to!r}, expected one of "
+                           f"{', '.join(map(repr, PENALTY_TARGETS))}; the plugin breaks the contract (docs/plugins.md)")
         return built
 
     def record(self, name: str) -> PluginRecord | None:
@@ -182,11 +194,32 @@ class _Staging:
                 raise PluginError(f"{kind} {name!r}: options must be a pydantic model class, got {options!r}")
             if options.model_config.get("extra") != "forbid":
                 raise PluginError(f"{kind} {name!r}: options model {options.__name__} must forbid extra fields (derive from ganframe.Options)")
+            _refuse_field_typos(kind, name, options)
             if any(c.kind == kind and c.name == name for c in self.components):
                 raise PluginError(f"{kind} {name!r} is registered twice by this plugin")
             self.components.append(Component(kind, name, factory, description.strip(), options, self.plugin))
 
         return register
+
+
+def _refuse_field_typos(kind: str, name: str, options: type[BaseModel]) -> None:
+    """Refuse ``Field(3, descripton="...")``: pydantic files an unknown keyword under
+    ``json_schema_extra``, so the description or bound the author meant silently does not exist.
+
+    ganframe never reads JSON-schema data; a plugin that wants some anyway passes
+    ``json_schema_extra`` as a function, which is not checked.
+    """
+    for field_name, info in options.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        for key in extra:
+            if key in _FIELD_KEYWORDS:
+                continue
+            close = did_you_mean(key, _FIELD_KEYWORDS)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise PluginError(
+                f"{kind} {name!r} option {field_name!r}: Field() has no keyword {key!r}{hint}; pydantic keeps "
+                "it as JSON-schema data, which ganframe never reads, so it does nothing"
+            )
 
 
 def _env_list(value: str | None) -> set[str]:
@@ -306,6 +339,25 @@ def load_plugins(
     return registry
 
 
+def with_plugins(registry: Registry, extra: Iterable[tuple[str, Any]]) -> Registry:
+    """A copy of ``registry`` with in-process ``(name, plugin object)`` pairs added, checked as at loading.
+
+    The original stays as it was, so plugins made for one call (models passed from Python) do not
+    outlive it; a plugin that fails raises :class:`PluginError`.
+    """
+    copy = Registry()
+    copy.components = {kind: dict(components) for kind, components in registry.components.items()}
+    copy.plugins = list(registry.plugins)
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name, plugin in extra:
+        source = _Source(name, "(in process)", "-", lambda plugin=plugin: plugin)
+        record = PluginRecord(source.name, source.distribution, source.version)
+        _commit(copy, _register_one(manager, source), record)
+        copy.plugins.append(record)
+    return copy
+
+
 def _register_one(manager: pluggy.PluginManager, source: _Source) -> _Staging:
     """Load one plugin, check its hook names, and call each of its hooks with its own ``register``."""
     plugin = source.load()
@@ -358,6 +410,24 @@ def reset_registry() -> None:
     """Forget the process-wide registry; the next :func:`get_registry` loads plugins anew."""
     global _REGISTRY
     _REGISTRY = None
+
+
+def listed_kind(component: Component) -> str:
+    """The kind ``ganframe plugins`` shows: ``penalty`` for a loss whose factory makes a :class:`Penalty`.
+
+    Penalties register through the loss hook, so their kind is ``loss``; a listing tells them apart
+    by the factory's return annotation (or the factory being a Penalty class), without building it.
+    """
+    if component.kind != "loss":
+        return component.kind
+    factory = component.factory
+    if isinstance(factory, type):
+        return "penalty" if issubclass(factory, Penalty) else "loss"
+    try:
+        returned = typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve says nothing either way
+        return "loss"
+    return "penalty" if isinstance(returned, type) and issubclass(returned, Penalty) else "loss"
 
 
 def _type_name(annotation: Any) -> str:

@@ -20,8 +20,9 @@ unknown key, and accepts ``options``. Then, per kind:
 ``check_loss``          an :class:`~ganframe.AdversarialLoss` gives finite scalars with gradients on
                         random logits; a :class:`~ganframe.Penalty` a finite scalar with gradients on a
                         tiny critic; then both train a tiny GAN for a few steps.
-``check_callback``      a ``keras.callbacks.Callback`` that survives a short run in a temporary
-                        ``context.run_dir``, writing nothing into the current directory.
+``check_callback``      a ``keras.callbacks.Callback`` that survives a short run, writing nothing into
+                        the current directory; pass ``run_dir`` (e.g. pytest's ``tmp_path``) to keep
+                        the run directory and assert on what the callback wrote there.
 ``check_augmentation``  same shape and dtype out, the same images for the same seed, a gradient with
                         respect to the images, and a short run with it.
 ``check_metric``        a dict of finite floats; identical sets score at least as well as different
@@ -69,6 +70,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ganframe.contract import (
+    PENALTY_TARGETS,
     AdversarialLoss,
     Augmentation,
     CallbackContext,
@@ -390,8 +392,8 @@ def check_loss(name: str, options: dict[str, Any] | None = None, *, registry: Re
         _check_adversarial(subject, loss)
         _short_run(subject, spec, steps, jit_compile, loss=loss)
     else:
-        if loss.applies_to not in ("discriminator", "generator"):
-            subject.fail(f"applies_to is {loss.applies_to!r}, expected 'discriminator' or 'generator'")
+        if loss.applies_to not in PENALTY_TARGETS:
+            subject.fail(f"applies_to is {loss.applies_to!r}, expected one of {', '.join(map(repr, PENALTY_TARGETS))}")
         _check_penalty(subject, loss, spec)
         _short_run(subject, spec, steps, jit_compile, penalties=[loss])
     return loss
@@ -454,14 +456,20 @@ def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
 
 
 def check_callback(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
-                   spec: DataSpec = TINY_SPEC, steps: int = 4, jit_compile: bool = False) -> keras.callbacks.Callback:
-    """Check callback ``name`` in a ``steps``-step run in a temporary run directory; returns it."""
+                   spec: DataSpec = TINY_SPEC, steps: int = 4, jit_compile: bool = False,
+                   run_dir: str | Path | None = None) -> keras.callbacks.Callback:
+    """Check callback ``name`` in a ``steps``-step run; returns it.
+
+    The run writes into ``run_dir`` (created if missing), which is kept so that a test can
+    assert on the files the callback wrote, e.g. ``run_dir=tmp_path``; without it, into a
+    temporary directory that is removed.
+    """
     import keras
 
     subject, validated = _subject("callback", name, options, registry)
     with tempfile.TemporaryDirectory(prefix="ganframe-check-") as temporary:
-        run_dir, elsewhere = Path(temporary) / "run", Path(temporary) / "cwd"
-        run_dir.mkdir()
+        run_dir, elsewhere = Path(temporary) / "run" if run_dir is None else Path(run_dir).absolute(), Path(temporary) / "cwd"
+        run_dir.mkdir(parents=True, exist_ok=True)
         elsewhere.mkdir()
         callback = _build(subject, validated, CallbackContext(run_dir, spec, seed=0, total_steps=steps))
         subject.expect_type(callback, keras.callbacks.Callback, "a keras.callbacks.Callback")

@@ -234,6 +234,17 @@ def unseeded_digits(context, options):
     return ImageData(images, None, DataSpec((8, 8, 1)))
 
 
+def writes_steps(context, options):
+    import keras
+
+    class Log(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            with open(context.run_dir / "steps.log", "a") as handle:
+                handle.write(f"{self.model.global_step}\n")
+
+    return Log()
+
+
 def writes_to_cwd(context, options):
     import keras
 
@@ -330,6 +341,7 @@ class Throwaway:
     @staticmethod
     @hookimpl
     def ganframe_register_callbacks(register):
+        register("good-steps", writes_steps, "Logs each step into the run directory.")
         register("broken-not-callback", constant(object()), "Not a callback.")
         register("broken-cwd", writes_to_cwd, "Writes to the current directory.")
 
@@ -428,6 +440,13 @@ def test_options_are_validated_and_an_unknown_component_is_named(throwaway):
     with pytest.raises(AssertionError, match="metric 'fdi' is not registered; metric names: broken-backwards, "
                                              "density_coverage, fid, good-gap, inception_score, kid, precision_recall"):
         check_metric("fdi", registry=throwaway)
+
+
+def test_a_callback_check_keeps_the_run_directory_it_is_given(throwaway, tmp_path):
+    callback = check_callback("good-steps", registry=throwaway, steps=3, run_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "steps.log").read_text().split() == ["1", "2", "3"]
+    assert callback.model.global_step == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
 
 def test_a_conditional_architecture_needs_classes_in_the_spec(throwaway):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 from pydantic import BaseModel, Field
 
@@ -97,8 +98,6 @@ def test_testplugin_registers_tiny_and_lsq(installed_plugins):
 
 
 def test_tiny_builds_through_the_registry(installed_plugins):
-    import numpy as np
-
     registry = load_plugins()
     spec = DataSpec((8, 8, 1))
     networks = registry.build("architecture", "tiny", {"latent_dim": 4}, spec)
@@ -257,6 +256,131 @@ def test_in_process_plugin_registers_every_kind():
     assert sorted(record.components) == [("architecture", "inproc-arch"), ("metric", "inproc.metric")]
     assert registry.get("metric", "inproc.metric").description == "A metric."
     assert registry.options("architecture", "inproc-arch", {"width": 5}).width == 5
+
+
+def test_a_misspelt_field_keyword_fails_the_plugin_naming_field_and_keyword():
+    with pytest.warns(DeprecationWarning):  # pydantic's own warning: easy to miss among a test run's others
+        class TypoOptions(Options):
+            width: int = Field(3, gt=0)
+            depth: int = Field(2, descripton="layers")  # pydantic files it as JSON-schema data
+
+    plugin = _plugin(ganframe_register_architectures=lambda register: register("inproc-typo", _factory, "Typo.", TypoOptions))
+    registry = load_plugins(extra=[("typo", plugin)])
+    record = registry.record("typo")
+    assert record.status == "failed"
+    assert "architecture 'inproc-typo' option 'depth': Field() has no keyword 'descripton' (did you mean 'description'?)" \
+        in record.error
+    assert "inproc-typo" not in registry.names("architecture")
+    with pytest.raises(PluginError, match=r"^plugin 'typo' .* option 'depth': Field\(\) has no keyword 'descripton'"):
+        load_plugins(strict=True, extra=[("typo", plugin)])
+
+
+def test_options_with_valid_field_keywords_and_schema_functions_register():
+    class FineOptions(Options):
+        width: int = Field(3, gt=0, description="units", examples=[3], json_schema_extra=lambda schema: None)
+
+    plugin = _plugin(ganframe_register_architectures=lambda register: register("inproc-fine", _factory, "Fine.", FineOptions))
+    assert load_plugins(strict=True, extra=[("fine", plugin)]).get("architecture", "inproc-fine").options is FineOptions
+
+
+class _Shift(ganframe.Penalty):
+    def __init__(self, applies_to: str = "generator") -> None:
+        self.applies_to = applies_to
+
+    def __call__(self, critic, real, fake):
+        return 0.0
+
+
+def _shift(spec: DataSpec, options: NoOptions) -> _Shift:
+    return _Shift()
+
+
+def test_the_listing_shows_penalties_as_penalties():
+    plugin = _plugin(ganframe_register_losses=lambda register: (
+        register("inproc-annotated", _shift, "A penalty by its factory's return type."),
+        register("inproc-class", _Shift, "A penalty class as its own factory."),
+        register("inproc-unknown", _factory, "No annotation: listed as a loss."),
+    ))
+    registry = load_plugins(strict=True, extra=[("penalties", plugin)])
+    kinds = {name: ganframe.plugins.listed_kind(registry.get("loss", name))
+             for name in ("inproc-annotated", "inproc-class", "inproc-unknown", "gradient_penalty", "r1", "hinge")}
+    assert kinds == {"inproc-annotated": "penalty", "inproc-class": "penalty", "inproc-unknown": "loss",
+                     "gradient_penalty": "penalty", "r1": "penalty", "hinge": "loss"}
+    assert registry.get("loss", "inproc-annotated").kind == "loss"  # still built and configured as a loss
+    assert ganframe.plugins.listed_kind(registry.get("architecture", "dense")) == "architecture"
+
+
+def test_a_penalty_for_no_known_network_is_refused_when_built():
+    plugin = _plugin(ganframe_register_losses=lambda register: (
+        register("inproc-nowhere", lambda spec, options: _Shift("Generator"), "Applies to nothing the engine knows."),
+        register("inproc-generator", _shift, "Applies to the generator."),
+    ))
+    registry = load_plugins(strict=True, extra=[("nowhere", plugin)])
+    with pytest.raises(ganframe.RunError, match=r"^loss 'inproc-nowhere' \(plugin 'nowhere'\): applies_to is 'Generator', "
+                                                r"expected one of 'discriminator', 'generator'"):
+        registry.build("loss", "inproc-nowhere", None, DataSpec((8, 8, 1)))
+    assert registry.build("loss", "inproc-generator", None, DataSpec((8, 8, 1))).applies_to == "generator"
+
+
+def _raising(error: Exception):
+    def factory(spec, options):
+        raise error
+
+    return factory
+
+
+def test_a_factory_s_config_error_is_the_user_s_and_any_other_error_a_failed_build():
+    plugin = _plugin(ganframe_register_architectures=lambda register: (
+        register("inproc-refuses", _raising(ConfigError("needs images of 16x16 or more")), "Refuses small images."),
+        register("inproc-bug", _raising(ValueError("shapes do not match")), "Has a bug."),
+    ))
+    registry = load_plugins(strict=True, extra=[("raisers", plugin)])
+    spec = DataSpec((8, 8, 1))
+    with pytest.raises(ConfigError) as refused:
+        registry.build("architecture", "inproc-refuses", None, spec)
+    assert (str(refused.value), refused.value.exit_code) == ("needs images of 16x16 or more", 2)
+    with pytest.raises(ganframe.RunError) as failed:
+        registry.build("architecture", "inproc-bug", None, spec)
+    assert failed.value.exit_code == 1
+    assert str(failed.value).startswith(
+        "architecture 'inproc-bug' (plugin 'raisers') failed to build: ValueError: shapes do not match (at ")
+
+
+def _dataset_plugin(labels, num_classes=2):
+    """A plugin whose dataset 'inproc-data' hands over 4 images with ``labels``."""
+    def load(context, options):
+        images = np.zeros((4, 8, 8, 1), np.float32)
+        return ganframe.ImageData(images, labels, DataSpec((8, 8, 1), num_classes=num_classes), name="my_arrays")
+
+    return _plugin(ganframe_register_datasets=lambda register: register("inproc-data", load, "Four images."))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int8", "uint16", "int32"])
+def test_labels_of_any_integer_dtype_become_int32(dtype):
+    registry = load_plugins(strict=True, extra=[("data", _dataset_plugin(np.array([0, 1, 1, 0], dtype)))])
+    data = registry.build("dataset", "inproc-data", None, ganframe.DataContext(None))
+    assert data.labels.dtype == np.int32
+    assert data.labels.tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    ([0, 1, 2, 0], "labels span [0, 2], but class ids must lie in [0, 1] (spec.num_classes = 2)"),
+    ([0, -1, 1, 0], "labels span [-1, 1], but class ids must lie in [0, 1] (spec.num_classes = 2)"),
+    ([0.0, 1.0, 1.0, 0.0], "labels must be integer class ids, got dtype float64"),
+    ([0, 1, 1], "labels have shape (3,), expected (4,): one class id per image"),
+], ids=["too-large", "negative", "float", "too-few"])
+def test_bad_labels_are_reported_under_the_dataset_and_its_plugin(labels, problem):
+    registry = load_plugins(strict=True, extra=[("data", _dataset_plugin(np.array(labels)))])
+    with pytest.raises(ganframe.DataError) as raised:
+        registry.build("dataset", "inproc-data", None, ganframe.DataContext(None))
+    assert str(raised.value) == f"dataset 'inproc-data' (plugin 'data'): {problem}"
+    assert raised.value.exit_code == 2
+
+
+def test_image_data_built_directly_names_itself():
+    with pytest.raises(ganframe.DataError, match=r"^my_arrays: labels span \[0, 5\]"):
+        ganframe.ImageData(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 5]), DataSpec((8, 8, 1), num_classes=2),
+                           name="my_arrays")
 
 
 class _Loose(BaseModel):
