@@ -33,6 +33,7 @@ from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
 from ganframe.images import samples_kind
 from ganframe.plugins import Registry, get_registry
+from ganframe.report import SCORES_FILE
 
 
 def metric_protocol(metric: Metric) -> dict[str, Any]:
@@ -147,6 +148,13 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         return {"scores": self.scores, "higher_is_better": self.higher_is_better, "protocol": self.protocol}
 
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` whole or not at all: a run's ``scores.json`` is what its report shows."""
+        path = Path(path)
+        with atomic_write(path, "w") as handle:
+            handle.write(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
 
 def parse_against(text: str) -> tuple[str, dict[str, Any]]:
     """``"mnist:test"`` -> ``("mnist", {"split": "test"})``; ``"digits"`` -> ``("digits", {})``."""
@@ -164,25 +172,39 @@ def _rescale(images: np.ndarray, source: tuple[float, float], target: tuple[floa
     return (target[0] + unit * (target[1] - target[0])).astype(np.float32)
 
 
-def load_samples(samples: str | Path | np.ndarray, n: int, spec: DataSpec, *, registry: Registry, seed: int = 0,
+def _kind(samples: Any) -> str:
+    """:func:`samples_kind`, and ``"run"`` for a :class:`ganframe.Run` too."""
+    from ganframe.run import Run  # run imports this module
+
+    return "run" if isinstance(samples, Run) else samples_kind(samples)
+
+
+def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, seed: int = 0,
                  checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Up to ``n`` images to score, in ``spec``'s value range, and where they came from.
 
     A run directory generates ``n`` from noise seeded by ``seed`` (its checkpoint: the newest good
-    one, or ``checkpoint``); an ``.npz``/``.npy`` file or an image folder gives its first ``n`` images,
-    read by the ``npz`` and ``folder`` datasets (a folder resized to ``spec``'s size).
+    one, or ``checkpoint``), a :class:`ganframe.Run` from its weights as they are; an ``.npz``/``.npy``
+    file or an image folder gives its first ``n`` images, read by the ``npz`` and ``folder`` datasets
+    (a folder resized to ``spec``'s size).
     """
-    kind = samples_kind(samples)
+    kind = _kind(samples)
     if kind == "array":
         return samples[:n], {"source": "array"}
-    path, context = Path(samples), DataContext(None, seed)
     if kind == "run":
         from ganframe.run import load_run  # run imports this module
 
-        run = load_run(path, checkpoint=checkpoint, registry=registry)
+        if isinstance(samples, (str, Path)):
+            run = load_run(samples, checkpoint=checkpoint, registry=registry)
+        elif checkpoint is not None:
+            raise ConfigError("checkpoint= picks a checkpoint of a run directory; a Run is scored with the weights "
+                              "it has: pass ganframe.load_run(path, checkpoint=...) instead")
+        else:
+            run, checkpoint = samples, "in memory"
         images = _rescale(run.generate(n, seed=seed), run.spec.value_range, spec.value_range)
-        return images, {"source": "run", "path": str(path), "step": run.step, "checkpoint": checkpoint or "latest",
-                        "seed": seed}
+        return images, {"source": "run", "path": str(run.path), "step": run.step,
+                        "checkpoint": checkpoint or "latest", "seed": seed}
+    path, context = Path(samples), DataContext(None, seed)
     if kind == "folder":
         options = {"path": str(path), "channels": spec.channels, "size": [spec.height, spec.width], "limit": n}
         data = registry.build("dataset", "folder", options, context)
@@ -199,26 +221,30 @@ def _run_data_dir(run: Path, data: str) -> Path | None:
     return config.data_dir if config.data == data else None
 
 
-def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
+def evaluate(samples: Any, against: str = "mnist:test",
              metrics: Sequence[str] | dict[str, dict[str, Any]] = ("fid",), *, n: int = 10_000,
              against_options: dict[str, Any] | None = None, data_dir: str | Path | None = None, seed: int = 0,
-             checkpoint: str | None = None, registry: Registry | None = None) -> Evaluation:
-    """Score ``samples`` (a run directory, an .npz/.npy, an image folder or an array) against real data.
+             checkpoint: str | None = None, registry: Registry | None = None,
+             out: str | Path | None = None) -> Evaluation:
+    """Score ``samples`` (a run directory or :class:`ganframe.Run`, an .npz/.npy, an image folder or an array)
+    against real data, and write the scores with their protocol to ``out`` (JSON).
 
     ``against`` names a dataset, optionally with a split (``mnist:test``); ``against_options`` are
     more of its options, ``data_dir`` its directory (else, against a run's own data set, the run's
     ``data_dir``; else ``GANFRAME_DATA_DIR``). Both sets hold
     the same number of images: ``n``, or fewer when either has fewer; a larger real set gives a
-    random subset drawn with ``seed``. ``metrics`` are names, or names with options.
+    random subset drawn with ``seed``. ``metrics`` are names, or names with options. ``out`` defaults,
+    for a run, to ``<run>/scores.json``, which ``ganframe report`` shows; other samples get no file unless asked.
     """
     registry = registry or get_registry()
     requested = dict.fromkeys(metrics, {}) if not isinstance(metrics, dict) else metrics
     for name, options in requested.items():
         registry.options("metric", name, options)  # every name and option checked before any work
-    kind = samples_kind(samples)
+    kind = _kind(samples)
+    run_dir = Path(getattr(samples, "path", samples)) if kind == "run" else None
     name, options = parse_against(against)
     options.update(against_options or {})
-    directory = (data_dir or (_run_data_dir(Path(samples), name) if kind == "run" else None)
+    directory = (data_dir or (_run_data_dir(run_dir, name) if run_dir is not None else None)
                  or os.environ.get("GANFRAME_DATA_DIR") or None)
     real = registry.build("dataset", name, options, DataContext(Path(directory) if directory else None, seed))
     fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,
@@ -242,4 +268,7 @@ def evaluate(samples: str | Path | np.ndarray, against: str = "mnist:test",
         "metrics": {metric: metric_protocol(built[metric]) for metric in built},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return Evaluation(scores, higher, json.loads(json.dumps(protocol, default=str)))
+    evaluation = Evaluation(scores, higher, json.loads(json.dumps(protocol, default=str)))
+    if out is not None or run_dir is not None:
+        evaluation.save(out if out is not None else run_dir / SCORES_FILE)
+    return evaluation

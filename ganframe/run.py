@@ -58,11 +58,12 @@ from ganframe.images import save_image_grid
 from ganframe.pipeline import check_batch, make_dataset
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
+from ganframe.python_models import PYTHON_ARCH, check_models_for, check_python_settings, python_models, with_models
 from ganframe.report import SCORES_FILE
 
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
 RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
-             "health.json", "samples", "checkpoints", "generator.keras", "report", SCORES_FILE)
+             "health.json", "samples", "checkpoints", "tensorboard", "generator.keras", "report", SCORES_FILE)
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
@@ -334,22 +335,45 @@ def train(
     registry: Registry | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     progress: bool = True,
+    generator: keras.Model | None = None,
+    discriminator: keras.Model | None = None,
+    output_range: tuple[float, float] | None = None,
 ) -> Run:
     """Train a GAN as ``config`` describes and return the run.
 
     With ``resume=RUN_DIR``, continue that run from its newest good checkpoint;
     ``config`` may then hold overrides of the saved config, keys dotted (e.g. ``{"steps": 5000}``).
+
+    ``generator`` and ``discriminator`` (both or neither) are your own Keras models, trained in place
+    of the config's ``arch``; the run records them as arch ``python``, so resuming or loading it takes
+    freshly built models of the same architecture again (docs/python.md). ``output_range`` is the
+    interval G's output lies in; by default read from G's last activation (sigmoid or tanh).
     """
-    registry = registry or get_registry()
+    models = python_models(generator, discriminator)
+    if output_range is not None and models is None:
+        raise ConfigError("output_range= describes the output of generator=: pass it with generator= and discriminator=")
+    registry = with_models(registry or get_registry(), models)
     if resume is not None:
         run_dir = Path(resume)
         if isinstance(config, RunConfig):
             raise ConfigError("with resume, pass overrides of the saved config as a dict, e.g. {'steps': 5000}")
         saved = _run_config(run_dir)
-        config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), config or {}), registry)
+        check_models_for(run_dir, saved, models)
+        overrides = dict(config or {})
+        if output_range is not None:  # refused below unless it is the range the run recorded
+            overrides["arch_options.output_range"] = [float(value) for value in output_range]
+        config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), overrides), registry)
         _check_resumable(run_dir, saved, config)
     else:
         config = validate_config(config or {}, registry)
+        if models is not None:
+            given = sorted({"arch", "arch_options"} & config.model_fields_set)
+            if given:
+                raise ConfigError(f"the config sets {' and '.join(given)}, but generator= and discriminator= are the "
+                                  "architecture: leave them out of the config")
+            config = config.model_copy(update={"arch": PYTHON_ARCH, "arch_options": models.arch_options(output_range)})
+    if models is not None:
+        check_python_settings(config)
     check_components(config, registry)
 
     keras.utils.set_random_seed(config.seed)
@@ -434,7 +458,7 @@ def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackCon
     named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
     if metrics:
         named = {"evaluation": Evaluator(metrics, data.images, context.run_dir, config.evaluation, config.seed), **named}
-    if config.health.every:
+    if config.health.every != 0:
         named = {"health": HealthMonitor(config.health, data.images, data.labels, context, registry), **named}
     return named
 
@@ -503,15 +527,19 @@ def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None,
     return gan.global_step
 
 
-def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry: Registry | None = None) -> Run:
+def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry: Registry | None = None,
+             generator: keras.Model | None = None, discriminator: keras.Model | None = None) -> Run:
     """A finished or interrupted run, restored from its newest good checkpoint (no data needed).
 
     ``checkpoint="best"`` restores the best-scoring one instead (``checkpoints/best.npz``, kept
-    when ``evaluation.best`` is set); a path restores that file.
+    when ``evaluation.best`` is set); a path restores that file. A run trained on models passed
+    from Python needs ``generator`` and ``discriminator`` again: freshly built, the same architecture.
     """
     path = Path(path)
     config = _run_config(path)
-    registry = registry or get_registry()
+    models = python_models(generator, discriminator)
+    check_models_for(path, config, models)
+    registry = with_models(registry or get_registry(), models)
     try:
         meta = json.loads((path / "run.json").read_text())
         spec = DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"])
