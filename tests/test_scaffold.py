@@ -74,7 +74,7 @@ def test_new_project_renders_the_template(tmp_path):
     assert meta["dependencies"] == [ganframe_requirement()]
     assert meta["entry-points"]["ganframe"] == {"my_gan": "my_gan.plugin"}
     config = tomllib.loads((root / "ganframe.toml").read_text())
-    assert config["arch"] == "my-gan-mlp" and config["data"] == "digits" and config["steps"] <= 500
+    assert config["arch"] == "my-gan-mlp" and config["data"] == "digits" and config["steps"] <= 1000
     readme = (root / "README.md").read_text()
     assert "pip install -e ." in readme and "ganframe train --config ganframe.toml" in readme
     plugin = (root / "my_gan" / "plugin.py").read_text()
