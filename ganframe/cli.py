@@ -52,6 +52,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(error), error.exit_code, label="")
         except GanframeError as error:
             _fail(str(error), error.exit_code)
+        except BrokenPipeError:  # the reader left (`ganframe plugins | head -1`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            raise typer.Exit(141)  # 128 + SIGPIPE, what a shell reports for a tool its pipe stopped
         except OSError as error:  # the file system at run time (no space, no permission): a message, not a traceback
             where = f" ({error.filename})" if error.filename else ""
             _fail(f"file system error{where}: {error.strerror or error}", 1)

@@ -206,6 +206,14 @@ def test_plugins_lists_the_builtins():
     assert "FAILED" not in result.stdout and result.stderr == ""
 
 
+def test_a_closed_pipe_stops_the_listing_quietly():
+    """`ganframe plugins | grep -q NAME` (grep leaves at the first match): no error message, exit 141 as Unix tools."""
+    process = subprocess.Popen([str(CLI), "plugins", "--options"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before it writes anything: its first write meets a pipe nobody reads
+    _, stderr = process.communicate(timeout=60)
+    assert stderr.decode() == "" and process.returncode == 141, (process.returncode, stderr.decode())
+
+
 def test_plugins_json_lists_the_builtins():
     result = runner.invoke(app, ["plugins", "--json"])
     assert result.exit_code == 0, result.output
