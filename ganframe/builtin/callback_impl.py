@@ -13,6 +13,11 @@ from ganframe import CallbackContext, CsvLog, IntervalMeans, save_checkpoint, sa
 from ganframe.images import image_grid
 
 
+def _crossed(last_step: int, step: int, every: int) -> bool:
+    """Whether going from ``last_step`` to ``step`` passed a multiple of ``every`` (0: never)."""
+    return bool(every) and step // every > last_step // every
+
+
 class _Periodic(keras.callbacks.Callback):
     """Acts when the global step crosses a multiple of ``every`` (robust to steps_per_execution)."""
 
@@ -25,10 +30,8 @@ class _Periodic(keras.callbacks.Callback):
         self.last_step = self.model.global_step
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self.every:
-            return
         step = self.model.global_step
-        if step // self.every > self.last_step // self.every:
+        if _crossed(self.last_step, step, self.every):
             self.act(step, logs or {})
         self.last_step = step
 
@@ -150,7 +153,7 @@ class TensorBoardLog(_Periodic):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = self.model.global_step
-        if self.images_every and step // self.images_every > self.image_last // self.images_every:
+        if _crossed(self.image_last, step, self.images_every):
             self.write_grid(step)
         self.image_last = step
         super().on_train_batch_end(batch, logs)
