@@ -375,7 +375,7 @@ class HandwrittenLoop(Loop):
 
         @tf.function(jit_compile=True)
         def step(data: Any) -> tuple[tf.Tensor, tf.Tensor]:
-            real = data[0] if isinstance(data, tuple) else data  # (images, labels) for labelled data
+            real = data["image"] if isinstance(data, dict) else data  # ganframe's batch dict, or plain images
             noise = noise_rng.normal((batch, latent_dim))
             with tf.GradientTape() as tape:
                 fake = G(noise, training=True)

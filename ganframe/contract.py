@@ -10,7 +10,7 @@ different people fit together:
 kind                factory(...)                          returns
 ==================  ====================================  =====================
 architecture        ``(spec: DataSpec, options)``          :class:`Networks`
-dataset             ``(context: DataContext, options)``    :class:`ImageData`
+dataset             ``(context: DataContext, options)``    :class:`ImageData` or :class:`DataSource`
 loss                ``(spec: DataSpec, options)``          :class:`AdversarialLoss` or :class:`Penalty`
 callback            ``(context: CallbackContext, options)`` ``keras.callbacks.Callback``
 augmentation        ``(spec: DataSpec, options)``          :class:`Augmentation`
@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict
 from ganframe.errors import DataError
 
 #: Version of the plugin contract. The major number changes when a factory's
-#: arguments or return type change incompatibly; plugins may check it.
-CONTRACT_VERSION = "1.0"
+#: arguments or return type change incompatibly, the minor when something is added
+#: (1.1: a dataset may return a :class:`DataSource`); plugins may check it.
+CONTRACT_VERSION = "1.1"
 
 #: Component kinds, in the order ``ganframe plugins`` lists them.
 KINDS = ("architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor")
@@ -150,6 +151,43 @@ class ImageData:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+class DataSource(abc.ABC):
+    """A data set read from storage as training needs it, for sets too large to hold in memory.
+
+    A dataset factory returns one instead of :class:`ImageData` (docs/datasets.md). Training asks
+    for examples by index, in an order the input pipeline derives from (seed, epoch): the source
+    keeps no position of its own, so a resumed run starts at its step's examples without reading
+    the ones before them, and each worker of a multi-worker run reads only its share. Evaluation
+    and the health probe read a seeded sample of it into memory (:func:`ganframe.pipeline.take`).
+    """
+
+    #: What the examples look like; ``read`` returns images of ``spec.shape``.
+    spec: DataSpec
+    #: How messages name the data set.
+    name: str = "data"
+    #: Drop an example whose ``read`` fails (a file that cannot be decoded) instead of stopping the
+    #: run. Each dropped example shifts the later batches by one: the run stays deterministic, but a
+    #: run resumed after a dropped example sees its batches one example later than the uninterrupted one.
+    skip_unreadable: bool = False
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of examples: indices run from 0 to ``len - 1``."""
+
+    @abc.abstractmethod
+    def read(self, index: Any) -> dict[str, Any]:
+        """Example ``index`` (an int64 scalar tensor), as TensorFlow ops that ``tf.data`` traces once.
+
+        Returns ``image`` (H, W, C): uint8 holding 0..255, which the pipeline maps onto
+        ``spec.value_range`` after batching (so batches travel as bytes), or float32 already in that
+        range; and ``label``, an int32 scalar, when ``spec.num_classes`` is set.
+        """
+
+    def describe(self, index: int) -> str:
+        """How a message names example ``index`` (a file's path, a record's key) when it cannot be read."""
+        return f"example {index}"
 
 
 @dataclass(frozen=True, eq=False)

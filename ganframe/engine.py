@@ -94,9 +94,9 @@ def input_gradients(fn: Callable[[Any], Any], inputs: Any) -> Any:
 class GAN(keras.Model):
     """A generator and a discriminator trained against each other by ``fit``.
 
-    The data yields ``n_critic * batch_size`` real images per step (with labels
-    for conditional networks), or, built under a strategy, a dict that also holds the
-    noise (see :mod:`ganframe.pipeline`). Metrics are running means since the last
+    The data yields one batch per step, ``n_critic * batch_size`` real images: the pipeline's
+    dict ``{"image", "label"}`` (labels for conditional networks), or images / ``(images, labels)``
+    given by hand; built under a strategy, the dict also holds the noise (see :mod:`ganframe.pipeline`). Metrics are running means since the last
     ``reset_metrics()``: ``d_loss``, ``g_loss``, ``d_real`` and ``d_fake`` (mean
     raw D output on real and generated images).
     """
@@ -241,16 +241,16 @@ class GAN(keras.Model):
         """(real, labels, noise, noise labels) of one step, each ``n_critic`` (noise: ``n_critic + 1``)
         slices of the batch stacked along the first axis; noise None when the engine draws it.
         """
-        if isinstance(data, dict):
-            noise_labels = data.get("noise_labels")
-            return (_slice_major(data["images"]), None if "labels" not in data else _slice_major(data["labels"]),
-                    _slice_major(data["noise"]), None if noise_labels is None else _slice_major(noise_labels))
+        if isinstance(data, dict) and "noise" in data:
+            return tuple(data.get(key) for key in ("image", "label", "noise", "noise_label"))
         if tf.distribute.get_replica_context().num_replicas_in_sync > 1:
             raise ConfigError(
                 "under a tf.distribute strategy the data must carry the noise (ganframe.pipeline.make_dataset "
-                "with noise=gan.noise_spec): the engine's mirrored seed generator would give every replica the same noise"
+                "with noise=gan.noise_spec and the strategy): the engine's mirrored seed generator would give every replica the same noise"
             )
-        real, labels = (data if isinstance(data, tuple) else (data, None))[:2]
+        if isinstance(data, dict):  # the pipeline's batch
+            return data["image"], data.get("label"), None, None
+        real, labels = (data if isinstance(data, tuple) else (data, None))[:2]  # arrays passed to fit by hand
         return real, labels, None, None
 
     def _noise(self, batch_size: int, index: int, noise_all: Any = None, labels_all: Any = None) -> tuple[Any, Any]:
@@ -512,12 +512,6 @@ class GAN(keras.Model):
         within_class = np.arange(n) - np.searchsorted(labels, labels)  # labels are sorted: first index of each class
         grid[labels * columns + within_class] = images
         return grid, columns
-
-
-def _slice_major(values: Any) -> Any:
-    """(B, slices, ...) → (slices × B, ...): the pipeline's sample-major layout back to stacked slices."""
-    values = keras.ops.swapaxes(values, 0, 1)
-    return keras.ops.reshape(values, (-1, *values.shape[2:]))
 
 
 def _mean_over_replicas(value: Any) -> Any:

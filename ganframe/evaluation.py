@@ -32,6 +32,7 @@ from ganframe.contract import DataContext, DataSpec, Metric
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
 from ganframe.images import samples_kind
+from ganframe.pipeline import Data, take
 from ganframe.plugins import Registry, get_registry
 from ganframe.report import SCORES_FILE
 
@@ -59,14 +60,14 @@ def compute_scores(metrics: dict[str, Metric], real: np.ndarray, fake: np.ndarra
 class Evaluator(keras.callbacks.Callback):
     """Scores samples with ``metrics`` every N steps; keeps the best checkpoint by one score."""
 
-    def __init__(self, metrics: dict[str, Metric], real: np.ndarray, run_dir: Path, config: EvaluationConfig,
+    def __init__(self, metrics: dict[str, Metric], real: Data, run_dir: Path, config: EvaluationConfig,
                  seed: int) -> None:
         super().__init__()
         self.metrics = metrics
         self.config = config
         self.seed = seed
         count = min(config.samples, len(real))
-        self.real = real[np.random.default_rng(seed).choice(len(real), count, replace=False)]
+        self.real = take(real, np.random.default_rng(seed).choice(len(real), count, replace=False)).images
         self.log = CsvLog(run_dir / "evaluations.csv")
         self.checkpoints = run_dir / "checkpoints"
         self.best: float | None = None
@@ -212,7 +213,7 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
     else:
         data = registry.build("dataset", "npz", {"path": str(path), "limit": n}, context)
         where = {"source": "file", "path": str(path)}
-    return _rescale(data.images, data.spec.value_range, spec.value_range), where
+    return _rescale(take(data, np.arange(len(data))).images, data.spec.value_range, spec.value_range), where
 
 
 def _run_data_dir(run: Path, data: str) -> Path | None:
@@ -254,7 +255,7 @@ def evaluate(samples: Any, against: str = "mnist:test",
                         f"{'x'.join(map(str, real.spec.shape))}; score them against data of their own shape")
     count = min(n, len(real), len(fake))
     picked = np.sort(np.random.default_rng(seed).choice(len(real), count, replace=False)) if count < len(real) else None
-    real_images = real.images if picked is None else real.images[picked]
+    real_images = take(real, np.arange(len(real)) if picked is None else picked).images
     built = {metric: registry.build("metric", metric, values, real.spec) for metric, values in requested.items()}
     started = time.perf_counter()
     scores, higher = compute_scores(built, real_images, fake[:count])

@@ -44,6 +44,7 @@ from ganframe.config import HealthConfig
 from ganframe.contract import AdversarialLoss, CallbackContext, DataSpec
 from ganframe.errors import GanframeError
 from ganframe.files import CsvLog, atomic_write
+from ganframe.pipeline import Data, take
 from ganframe.plugins import Registry
 
 COLUMNS = ("step", "d_acc_real", "d_acc_fake", "d_margin", "d_grad_norm", "g_grad_norm", "diversity", "coverage",
@@ -260,16 +261,14 @@ def _classifier(spec: DataSpec, registry: Registry) -> Any:
 class HealthMonitor(keras.callbacks.Callback):
     """Probes D, G and their samples every ``config.every`` steps; logs, judges and warns (module docstring)."""
 
-    def __init__(self, config: HealthConfig, images: np.ndarray, labels: np.ndarray | None, context: CallbackContext,
-                 registry: Registry) -> None:
+    def __init__(self, config: HealthConfig, data: Data, context: CallbackContext, registry: Registry) -> None:
         super().__init__()
         self.every = default_every(context.total_steps) if config.every is None else config.every
         self.warmup = warmup_steps(context.total_steps)
         self.seed = context.seed
-        count = min(config.samples, len(images))
-        picked = np.random.default_rng(context.seed).choice(len(images), count, replace=False)
-        self.real = images[picked]
-        self.real_labels = None if labels is None else labels[picked].astype(np.int32)
+        count = min(config.samples, len(data))
+        real = take(data, np.random.default_rng(context.seed).choice(len(data), count, replace=False))
+        self.real, self.real_labels = real.images, real.labels
         self.real_distance = mean_pairwise_distance(self.real)
         self.classes = _classifier(context.spec, registry)
         self.real_coverage = None if self.classes is None else effective_classes(self.classes(self.real))[0]

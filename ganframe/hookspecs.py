@@ -40,7 +40,7 @@ def ganframe_register_architectures(register: Register) -> None:
 
 @hookspec
 def ganframe_register_datasets(register: Register) -> None:
-    """Register datasets: factory(context, options) -> ImageData."""
+    """Register datasets: factory(context, options) -> ImageData (in memory) or DataSource (read while training)."""
 
 
 @hookspec

@@ -1,27 +1,38 @@
-"""The input pipeline: an in-memory data set as a seeded, repeating ``tf.data`` stream.
+"""The input pipeline: a data set (in memory, or a :class:`~ganframe.DataSource` read from storage)
+as a seeded, endless ``tf.data`` stream of batches.
 
-Each element is one train step's worth of real images (``n_critic`` slices of
-``batch_size``), plus labels when the data has them. The stream is a pure
-function of (data, seed, batch shape), so a resumed run skips to the step it
-reached and sees exactly the batches an uninterrupted run would have seen.
+Each element is one train step's batch as a dict: ``image`` holds ``n_critic`` slices of
+``batch_size`` real images, ``label`` their class ids when the data has them. Which example
+comes at which position is a pure function of (seed, epoch): epoch ``e`` is the permutation of
+the data set's indices seeded by ``(seed, e)`` (:func:`example_order`). A run resumed at step
+N therefore starts reading at step N's examples directly, without reading the N steps before
+it, and sees exactly the batches an uninterrupted run sees.
 
-With ``noise`` (under a ``tf.distribute`` strategy), each element also carries the step's
-noise for G, drawn from (seed, step), and is a dict whose arrays are sample-major:
-row ``j`` holds the ``j``-th image of every real slice and the ``j``-th noise vector of
-every update. Splitting an element along its first axis, as a strategy does, then gives
-each replica its share of every slice and every update's noise, which is what one device
-would see of the global batch.
+Under a ``tf.distribute`` strategy each element also carries the step's noise for G (``noise``,
+and ``noise_label`` for conditional networks), drawn from (seed, step) for the global batch, and
+each input pipeline (one per worker) builds only its replicas' shares: replica ``r`` of ``R``
+gets rows ``r·b`` to ``(r+1)·b - 1`` (``b = batch_size / R``) of every slice and of every update's
+noise, which is what one device would see of the global batch. The split happens on the indices,
+before any image is read, so each worker reads only its own examples.
+
+A source's examples are read one by one, in parallel and in order, and batched as they come
+(uint8 images become floats in the data's range only then); an in-memory set is gathered a batch
+at a time.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from ganframe.contract import ImageData
-from ganframe.errors import ConfigError
+from ganframe.contract import DataSource, ImageData
+from ganframe.errors import ConfigError, DataError
+
+#: A data set the pipeline reads: whole in memory, or from storage.
+Data = ImageData | DataSource
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class NoiseSpec:
     num_classes: int | None = None
 
 
-def check_batch(data: ImageData, batch_size: int, n_critic: int = 1) -> None:
+def check_batch(data: Data, batch_size: int, n_critic: int = 1) -> None:
     """Refuse a step that needs more images than the data set holds (each step takes ``n_critic`` batches)."""
     per_step = batch_size * n_critic
     if len(data) < per_step:
@@ -42,49 +53,162 @@ def check_batch(data: ImageData, batch_size: int, n_critic: int = 1) -> None:
         )
 
 
-def make_dataset(data: ImageData, batch_size: int, *, n_critic: int = 1, seed: int = 0,
-                 start_step: int = 0, with_labels: bool | None = None,
-                 noise: NoiseSpec | None = None) -> tf.data.Dataset:
-    """Shuffled (reshuffled every epoch), batched, repeating, prefetched; starts at ``start_step``."""
+def example_order(size: int, seed: int, start: int = 0) -> tf.data.Dataset:
+    """The indices of a data set of ``size`` examples in training order, from position ``start`` on.
+
+    Epoch ``e`` (positions ``e * size`` to ``(e + 1) * size - 1``) is a permutation of ``range(size)``
+    seeded by ``(seed, e)``: every example once per epoch, a new order each epoch, and the example
+    at any position known without drawing the ones before it, so starting at position 10**9 costs
+    what starting at 0 does (the skip within one epoch passes over indices only).
+    """
+    first_epoch, offset = divmod(start, size)
+
+    def epoch(index: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), index])
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=key))
+
+    # Endless, and said so: a strategy treats a stream of unknown length as possibly ending in a
+    # partial batch and drops the batch's static size, which the step needs.
+    endless = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+    return tf.data.Dataset.counter(first_epoch).flat_map(epoch).apply(endless).skip(offset)
+
+
+def make_dataset(data: Data, batch_size: int, *, n_critic: int = 1, seed: int = 0,
+                 start_step: int = 0, with_labels: bool | None = None, noise: NoiseSpec | None = None,
+                 strategy: tf.distribute.Strategy | None = None) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+    """Batch dicts in :func:`example_order`, endless, prefetched; the first is step ``start_step``'s.
+
+    ``image`` is float32 in the data's value range; ``label`` comes with labelled data unless
+    ``with_labels`` is False. With ``noise``, each batch also carries G's noise (see the module's
+    docstring); with ``strategy``, the result is the strategy's distributed data set of per-replica batches.
+    """
     check_batch(data, batch_size, n_critic)
-    with_labels = data.labels is not None if with_labels is None else with_labels
-    tensors = (data.images, data.labels) if with_labels else data.images
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(tensors)
-        .shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(batch_size * n_critic, drop_remainder=True)
+    labelled = data.spec.num_classes is not None if with_labels is None else with_labels
+    if strategy is None:
+        return _batches(data, labelled, batch_size, n_critic, seed, start_step, noise, 0, 1, 1)
+
+    def per_pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        return _batches(data, labelled, batch_size, n_critic, seed, start_step, noise,
+                        context.input_pipeline_id * local, local, context.num_replicas_in_sync)
+
+    return strategy.distribute_datasets_from_function(per_pipeline)
+
+
+def take(data: Data, indices: np.ndarray) -> ImageData:
+    """The examples at ``indices`` in memory, as float32 in the data's range: the sample that evaluation
+    and the health probe compare with (an unreadable example of a skipping source is left out)."""
+    indices = np.asarray(indices, np.int64)
+    if isinstance(data, ImageData):
+        return ImageData(data.images[indices], None if data.labels is None else data.labels[indices],
+                         data.spec, data.name)
+    examples = _read_each(data, tf.data.Dataset.from_tensor_slices(indices)).batch(256).map(
+        functools.partial(_to_range, data.spec.value_range))
+    try:
+        batches = list(examples.as_numpy_iterator())
+    except tf.errors.InvalidArgumentError as error:
+        raise unreadable_error(data, indices, error) from None
+    images = np.concatenate([batch["image"] for batch in batches])
+    labels = np.concatenate([batch["label"] for batch in batches]) if "label" in batches[0] else None
+    return ImageData(images, labels, data.spec, data.name)
+
+
+def step_indices(size: int, seed: int, per_step: int, step: int, steps: int) -> np.ndarray:
+    """The indices of the examples that steps ``step`` to ``step + steps - 1`` train on."""
+    return np.fromiter(example_order(size, seed, step * per_step).take(steps * per_step).as_numpy_iterator(), np.int64)
+
+
+def unreadable_error(source: DataSource, indices: np.ndarray, error: tf.errors.OpError, where: str = "") -> DataError:
+    """The error for a read of ``indices`` that failed with ``error``: which example it was (each is
+    read again on its own to find it), TensorFlow's reason, and what to do."""
+    read = tf.data.Dataset.from_tensor_slices(indices).map(lambda index: (index, source.read(index)),
+                                                           num_parallel_calls=tf.data.AUTOTUNE)
+    found = sorted(set(map(int, indices)) - set(map(int, read.ignore_errors().map(lambda index, _: index))))
+    what = source.describe(found[0]) if found else "an example"
+    reason = error.message.split("[[")[0].split("}}")[-1].strip()
+    return DataError(
+        f"data set {source.name!r}: cannot read {what}{where} ({reason}); delete or replace it, or skip unreadable "
+        "examples with the data option unreadable = \"skip\" where the data set has one"
     )
-    if start_step:
-        dataset = dataset.skip(start_step)
-    if noise is not None:
-        dataset = tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), dataset).map(
-            lambda step, real: _with_noise(step, real, noise, batch_size, n_critic, seed)
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _with_noise(step: tf.Tensor, real: Any, noise: NoiseSpec, batch_size: int, n_critic: int,
-                seed: int) -> dict[str, tf.Tensor]:
-    """One step's element as a sample-major dict: images (and labels), noise (and noise labels) for all updates."""
-    images, labels = real if isinstance(real, tuple) else (real, None)
+def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: int, start_step: int,
+             noise: NoiseSpec | None, first_replica: int, replicas: int, all_replicas: int) -> tf.data.Dataset:
+    """Replicas ``first_replica`` to ``first_replica + replicas - 1`` of ``all_replicas``, one batch each per
+    step in turn: their rows of every slice of the step's examples (and of the global batch's noise)."""
+    per_step, per_replica = batch_size * n_critic, batch_size * n_critic // all_replicas
+
+    def shares(step: tf.Tensor, indices: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The step's indices, (n_critic × batch_size,), as each replica's rows of every slice, (replicas, per_replica)."""
+        indices = tf.reshape(indices, (n_critic, all_replicas, batch_size // all_replicas))
+        indices = tf.transpose(indices[:, first_replica:first_replica + replicas], (1, 0, 2))
+        return {"index": tf.reshape(indices, (replicas, per_replica)),
+                "step": tf.fill((replicas,), step),
+                "replica": tf.range(first_replica, first_replica + replicas, dtype=tf.int64)}
+
+    def finish(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A replica's batch of examples as the step takes it: images in range, G's noise added."""
+        step, replica = batch.pop("step"), batch.pop("replica")
+        batch = _to_range(data.spec.value_range, batch)
+        if not labelled:
+            batch.pop("label", None)
+        if noise is not None:
+            for key, values in _noise(step, noise, batch_size, n_critic, seed).items():
+                values = tf.reshape(values, (n_critic + 1, all_replicas, -1, *values.shape[1:]))
+                batch[key] = tf.reshape(tf.gather(values, replica, axis=1), (-1, *values.shape[3:]))
+        return batch
+
+    indices = example_order(len(data), seed, start_step * per_step).batch(per_step, drop_remainder=True)
+    steps = tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), indices).map(shares).unbatch()
+    if isinstance(data, ImageData):
+        arrays = {"image": tf.constant(data.images)}
+        if data.labels is not None:
+            arrays["label"] = tf.constant(data.labels)
+        batches = steps.map(lambda element: {**element, **{key: tf.gather(values, element["index"])
+                                                           for key, values in arrays.items()}})
+    else:
+        def each_example(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            return {key: tf.broadcast_to(value, (per_replica,)) for key, value in element.items()}
+
+        examples = _read_each(data, steps.map(each_example).unbatch())
+        batches = examples.batch(per_replica, drop_remainder=True).map(
+            lambda batch: {**batch, "step": batch["step"][0], "replica": batch["replica"][0]})
+    return batches.map(lambda batch: finish({k: v for k, v in batch.items() if k != "index"}),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _read_each(source: DataSource, elements: tf.data.Dataset) -> tf.data.Dataset:
+    """``source.read`` of each element (an index, or a dict holding ``index``), in parallel and in order;
+    other keys of a dict pass through. A skipping source drops the examples it cannot read."""
+
+    def read(element: tf.Tensor | dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        if not isinstance(element, dict):
+            return source.read(element)
+        return {**{k: v for k, v in element.items() if k != "index"}, **source.read(element["index"])}
+
+    examples = elements.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return examples.ignore_errors() if source.skip_unreadable else examples
+
+
+def _to_range(value_range: tuple[float, float], batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """``batch`` with a uint8 ``image`` (0..255) as float32 in ``value_range``; float images pass as they are."""
+    image = batch["image"]
+    if image.dtype == tf.uint8:
+        low, high = value_range
+        image = tf.cast(image, tf.float32) / 255.0 * (high - low) + low
+    return {**batch, "image": image}
+
+
+def _noise(step: tf.Tensor, noise: NoiseSpec, batch_size: int, n_critic: int, seed: int) -> dict[str, tf.Tensor]:
+    """The global batch's noise (and noise labels) at ``step`` for all its updates, update-major:
+    ``n_critic`` D updates, then G's, each ``batch_size`` rows."""
     key = tf.stack([tf.constant(seed, tf.int64), step])
-    updates = n_critic + 1  # n_critic D updates, then G's
-    element = {
-        "images": _sample_major(images, n_critic),
-        "noise": tf.random.stateless_normal((batch_size, updates, noise.latent_dim), seed=key),
-    }
-    if labels is not None:
-        element["labels"] = _sample_major(labels, n_critic)
+    rows = (n_critic + 1) * batch_size
+    element = {"noise": tf.random.stateless_normal((rows, noise.latent_dim), seed=key)}
     if noise.num_classes:
-        element["noise_labels"] = tf.random.stateless_uniform(
-            (batch_size, updates), seed=tf.random.experimental.stateless_fold_in(key, 1),
+        element["noise_label"] = tf.random.stateless_uniform(
+            (rows,), seed=tf.random.experimental.stateless_fold_in(key, 1),
             minval=0, maxval=noise.num_classes, dtype=tf.int32,
         )
     return element
-
-
-def _sample_major(values: tf.Tensor, slices: int) -> tf.Tensor:
-    """(slices × B, ...) → (B, slices, ...)."""
-    values = tf.reshape(values, (slices, -1, *values.shape[1:]))
-    return tf.transpose(values, (1, 0, *range(2, values.shape.rank)))

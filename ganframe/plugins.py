@@ -26,7 +26,7 @@ import pluggy
 from pydantic import BaseModel, Field, ValidationError
 
 from ganframe import hookspecs
-from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, FeatureExtractor, ImageData,
+from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, DataSource, FeatureExtractor, ImageData,
                                InvalidImageData, Metric, Networks, NoOptions, Options, PENALTY_TARGETS, Penalty)
 from ganframe.errors import (ConfigError, DataError, GanframeError, PluginError, RunError, UnknownComponentError,
                              describe_validation_error, did_you_mean)
@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "ganframe"
 BUILTIN_PLUGINS = (
     "ganframe.builtin.archs",
     "ganframe.builtin.datasets",
+    "ganframe.builtin.folder",
     "ganframe.builtin.losses",
     "ganframe.builtin.callbacks",
     "ganframe.builtin.features",
@@ -50,7 +51,7 @@ _FIELD_KEYWORDS = tuple(name for name in inspect.signature(Field).parameters if 
 #: What each kind's factory must return (docs/plugins.md); callbacks: see :func:`_factory_returns`.
 _RETURNS: dict[str, tuple[type, ...]] = {
     "architecture": (Networks,),
-    "dataset": (ImageData,),
+    "dataset": (ImageData, DataSource),
     "loss": (AdversarialLoss, Penalty),
     "augmentation": (Augmentation,),
     "metric": (Metric,),

@@ -46,7 +46,7 @@ from ganframe.checkpoints import (
 )
 from ganframe.config import (RunConfig, apply_overrides, check_components, check_run_dir, config_to_toml, read_toml,
                              validate_config)
-from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, ImageData, Penalty
+from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, Penalty
 from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
 from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
@@ -55,7 +55,7 @@ from ganframe.evaluation import Evaluator
 from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
-from ganframe.pipeline import check_batch, make_dataset
+from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, unreadable_error
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
 from ganframe.python_models import PYTHON_ARCH, check_models_for, check_python_settings, python_models, with_models
@@ -64,6 +64,10 @@ from ganframe.report import SCORES_FILE
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
 RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
              "health.json", "samples", "checkpoints", "tensorboard", "generator.keras", "report", SCORES_FILE)
+
+#: Steps after the one a read error stopped at whose examples are searched for the culprit: the
+#: pipeline reads ahead of the step by its prefetch buffer and parallel reads.
+READ_AHEAD_STEPS = 64
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
@@ -448,7 +452,7 @@ def _resume_hint(run_dir: Path) -> str:
 
 
 def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackContext, metrics: dict[str, Any],
-                     data: ImageData) -> dict[str, keras.callbacks.Callback]:
+                     data: Data) -> dict[str, keras.callbacks.Callback]:
     """The configured callbacks by name, in config order but checkpoints last, after the evaluator and the
     health probe (if any).
 
@@ -457,9 +461,9 @@ def _named_callbacks(config: RunConfig, registry: Registry, context: CallbackCon
     order = sorted(config.callbacks, key=lambda name: name == "checkpoint")
     named = {name: registry.build("callback", name, config.callbacks[name], context) for name in order}
     if metrics:
-        named = {"evaluation": Evaluator(metrics, data.images, context.run_dir, config.evaluation, config.seed), **named}
+        named = {"evaluation": Evaluator(metrics, data, context.run_dir, config.evaluation, config.seed), **named}
     if config.health.every != 0:
-        named = {"health": HealthMonitor(config.health, data.images, data.labels, context, registry), **named}
+        named = {"health": HealthMonitor(config.health, data, context, registry), **named}
     return named
 
 
@@ -475,7 +479,7 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
     while True:
         start = gan.global_step
         dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start,
-                               noise=gan.noise_spec)
+                               noise=gan.noise_spec, strategy=get_strategy(config.strategy))
         try:
             return gan.fit(
                 dataset,
@@ -485,6 +489,12 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
                 shuffle=False,  # the pipeline shuffles, seeded
                 verbose=0,
             )
+        except tf.errors.InvalidArgumentError as error:
+            if not isinstance(data, DataSource):
+                raise
+            indices = step_indices(len(data), config.seed, config.batch_size * config.n_critic, gan.global_step,
+                                   READ_AHEAD_STEPS)
+            raise unreadable_error(data, indices, error, f" at step {gan.global_step}") from None
         except Diverged as diverged:
             if len(run.rollbacks) >= policy.max_rollbacks:
                 raise RunError(

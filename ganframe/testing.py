@@ -17,6 +17,8 @@ unknown key, and accepts ``options``. Then, per kind:
                         loaded into freshly built networks generates identical images.
 ``check_dataset``       returns :class:`ganframe.ImageData` (which checks shape, dtype, range and
                         labels) and the same data for the same seed; pass ``data_dir`` if it reads files.
+                        A :class:`ganframe.DataSource`: a sample of its examples read and checked the
+                        same way, the same for two loads, and one training batch of its spec's shape.
 ``check_loss``          an :class:`~ganframe.AdversarialLoss` gives finite scalars with gradients on
                         random logits; a :class:`~ganframe.Penalty` a finite scalar with gradients on a
                         tiny critic; then both train a tiny GAN for a few steps.
@@ -76,9 +78,11 @@ from ganframe.contract import (
     CallbackContext,
     Component,
     DataContext,
+    DataSource,
     DataSpec,
     FeatureExtractor,
     ImageData,
+    InvalidImageData,
     Metric,
     Networks,
     Options,
@@ -364,16 +368,37 @@ def _check_checkpoint_round_trip(subject: _Subject, gan: GAN, options: Options, 
 
 
 def check_dataset(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
-                  data_dir: str | Path | None = None, seed: int = 0) -> ImageData:
-    """Check dataset ``name``, loaded with ``data_dir`` (if it reads files); returns the data."""
+                  data_dir: str | Path | None = None, seed: int = 0) -> ImageData | DataSource:
+    """Check dataset ``name``, loaded with ``data_dir`` (if it reads files); returns the data.
+
+    A :class:`ganframe.DataSource` is read as training and evaluation read it: a sample of up to
+    16 examples (checked like :class:`ganframe.ImageData`) and one training batch.
+    """
+    from ganframe.pipeline import make_dataset, take
+
     subject, validated = _subject("dataset", name, options, registry)
     context = DataContext(None if data_dir is None else Path(data_dir), seed)
     data = _build(subject, validated, context)
-    subject.expect_type(data, ImageData, "ganframe.ImageData")
+    subject.expect_type(data, (ImageData, DataSource), "ganframe.ImageData or ganframe.DataSource")
     again = _build(subject, validated, context)
-    same_labels = (data.labels is None and again.labels is None) or (
-        data.labels is not None and again.labels is not None and np.array_equal(data.labels, again.labels))
-    if not (np.array_equal(data.images, again.images) and same_labels):
+    if isinstance(data, DataSource):
+        if len(data) < 1:
+            subject.fail(f"the source holds {len(data)} examples")
+        picked = np.linspace(0, len(data) - 1, min(16, len(data))).astype(np.int64)
+        try:
+            sample, sample_again = take(data, picked), take(again, picked)
+            batch = next(iter(make_dataset(data, 1, seed=seed)))
+        except InvalidImageData as error:
+            subject.fail(f"its examples do not match its spec: {error.problem}")
+        if tuple(batch["image"].shape) != (1, *data.spec.shape):
+            subject.fail(f"a training batch of 1 has images of shape {tuple(batch['image'].shape)}, "
+                         f"expected {(1, *data.spec.shape)}")
+        data_now, again = sample, sample_again
+    else:
+        data_now = data
+    same_labels = (data_now.labels is None and again.labels is None) or (
+        data_now.labels is not None and again.labels is not None and np.array_equal(data_now.labels, again.labels))
+    if not (np.array_equal(data_now.images, again.images) and same_labels):
         subject.fail(f"two loads with seed {seed} gave different data: draw any randomness from "
                      "numpy.random.default_rng(context.seed), so that runs repeat")
     return data

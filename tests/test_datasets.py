@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import ganframe.builtin.datasets as datasets
 from ganframe import ConfigError, DataContext, DataError, ImageData, load_plugins
@@ -575,85 +574,6 @@ def test_npz_missing_or_unreadable_file(load, tmp_path):
     assert str(tmp_path / "junk.npz") in str(error.value)
 
 
-# --------------------------------------------------------------------------------------------- folder
-
-
-def write_png(path: Path, size: tuple[int, int] = (6, 5), value: int = 128, mode: str = "L") -> None:
-    """A flat image of (width, height) ``size``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, value if mode == "L" else (value, 0, 255)).save(path)
-
-
-def test_folder_unlabelled_grayscale(load, tmp_path):
-    for index in range(3):
-        write_png(tmp_path / "imgs" / f"{index}.png", value=index * 100)
-    write_png(tmp_path / "imgs" / "deeper" / "3.PNG", value=255)
-    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
-    data = load("folder", {"path": tmp_path / "imgs"})
-    check(data, (4, 5, 6, 1), None)
-    # sorted paths: 0.png, 1.png, 2.png, deeper/3.PNG
-    np.testing.assert_allclose(data.images[:, 0, 0, 0], [0, 100 / 255, 200 / 255, 1.0], atol=1e-6)
-    assert data.name == "folder"
-
-
-def test_folder_labels_rgb_resize_and_limit(load, tmp_path):
-    for name, count in [("zebra", 2), ("cat", 3)]:
-        for index in range(count):
-            write_png(tmp_path / name / f"{index}.png", size=(10 + index, 7), mode="RGB")
-    (tmp_path / "cat" / "sub").mkdir()
-    Image.new("RGB", (9, 9)).save(tmp_path / "cat" / "sub" / "x.jpg")
-    data = load("folder", {"path": tmp_path, "labels": True, "channels": 3, "size": [8, 4]})
-    check(data, (6, 8, 4, 3), 2)
-    assert list(data.labels) == [0, 0, 0, 0, 1, 1]  # cat (incl. cat/sub) = 0, zebra = 1
-    square = load("folder", {"path": tmp_path, "labels": True, "size": 16, "limit": 2})
-    check(square, (2, 16, 16, 1), 2)
-
-
-def test_folder_unreadable_file_is_named(load, tmp_path):
-    write_png(tmp_path / "a.png")
-    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is no png")
-    with pytest.raises(DataError, match="Pillow cannot read") as error:
-        load("folder", {"path": tmp_path})
-    assert str(tmp_path / "b.png") in str(error.value)
-
-
-def test_folder_can_skip_unreadable_files_keeping_the_labels_aligned(load, tmp_path, capsys):
-    write_png(tmp_path / "cat" / "a.png", value=0)
-    (tmp_path / "cat" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is no png")
-    write_png(tmp_path / "zebra" / "c.png", value=255)
-    data = load("folder", {"path": tmp_path, "labels": True, "unreadable": "skip"})
-    check(data, (2, 5, 6, 1), 2)
-    assert list(data.labels) == [0, 1] and list(data.images[:, 0, 0, 0]) == [0.0, 1.0]
-    assert f"skipped 1 unreadable image file(s) of 3 (unreadable = \"skip\"), the first: {tmp_path / 'cat' / 'b.png'}" in capsys.readouterr().err
-    for path in (tmp_path / "cat" / "a.png", tmp_path / "zebra" / "c.png"):
-        path.write_bytes(b"no png either")
-    with pytest.raises(DataError, match="none of the 3 image files can be read"):
-        load("folder", {"path": tmp_path, "unreadable": "skip"})
-
-
-def test_folder_mixed_sizes_need_size(load, tmp_path):
-    write_png(tmp_path / "a.png", size=(6, 5))
-    write_png(tmp_path / "b.png", size=(8, 8))
-    with pytest.raises(DataError, match="set the option `size`") as error:
-        load("folder", {"path": tmp_path})
-    assert str(tmp_path / "b.png") in str(error.value) and "8x8" in str(error.value)
-    check(load("folder", {"path": tmp_path, "size": 4}), (2, 4, 4, 1), None)
-
-
-def test_folder_empty_missing_and_unlabelled_root(load, tmp_path):
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    with pytest.raises(DataError, match="no PNG or JPEG images") as error:
-        load("folder", {"path": tmp_path / "empty"})
-    assert str(tmp_path / "empty") in str(error.value)
-    with pytest.raises(DataError, match="does not exist"):
-        load("folder", {"path": tmp_path / "missing"})
-    write_png(tmp_path / "root" / "cls" / "a.png")
-    write_png(tmp_path / "root" / "loose.png")
-    with pytest.raises(DataError, match="lies directly in") as error:
-        load("folder", {"path": tmp_path / "root", "labels": True})
-    assert str(tmp_path / "root" / "loose.png") in str(error.value)
-
-
 # -------------------------------------------------------------------------------- options and registry
 
 
@@ -683,10 +603,11 @@ def test_bad_options_name_the_field(load, name, options, field):
 def test_registered_with_descriptions(registry):
     for name in ("mnist", "fashion_mnist", "cifar10", "digits", "npz", "folder"):
         component = registry.get("dataset", name)
-        assert component.plugin == "ganframe.builtin.datasets" and component.description
+        assert component.plugin == ("ganframe.builtin.folder" if name == "folder" else "ganframe.builtin.datasets")
+        assert component.description
 
 
-def test_module_imports_no_tensorflow():
-    code = "import sys, ganframe.builtin.datasets; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
+def test_modules_import_no_tensorflow():
+    code = "import sys, ganframe.builtin.datasets, ganframe.builtin.folder; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

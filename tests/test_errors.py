@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import gzip
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -181,12 +182,22 @@ def offline(scene: Scene) -> None:
 
 
 def images(*files: str, size: tuple[int, int] = (8, 8)) -> Callable[[Scene], None]:
-    """A setup writing grey PNGs of ``size`` into imgs/; a name ending in '!' gets a corrupt one."""
+    """A setup writing grey images of ``size`` into imgs/: a name ending in '!' gets a corrupt one,
+    one ending in '~' a JPEG cut short in its pixel data (its header reads), one ending in '+' an RGB image."""
 
     def setup(scene: Scene) -> None:
         for name in files:
             if name.endswith("!"):
                 scene.write(f"imgs/{name[:-1]}", b"\x89PNG\r\n\x1a\n not the rest of a PNG")
+            elif name.endswith("~"):
+                scene.path.joinpath("imgs").mkdir(exist_ok=True)
+                buffer = io.BytesIO()
+                Image.effect_noise(size, 60).save(buffer, "JPEG")
+                whole = buffer.getvalue()
+                scene.write(f"imgs/{name[:-1]}", whole[:whole.index(b"\xff\xda") + 12])
+            elif name.endswith("+"):
+                scene.path.joinpath("imgs").mkdir(exist_ok=True)
+                Image.new("RGB", size, (200, 30, 90)).save(scene.path / "imgs" / name[:-1])
             else:
                 scene.path.joinpath("imgs").mkdir(exist_ok=True)
                 Image.new("L", size, 128).save(scene.path / "imgs" / name)
@@ -354,10 +365,22 @@ ROWS = [
     Row("folder-no-images", tiny("--data", "folder", "--data-option", "path=imgs"), 2, ("imgs", "no png or jpeg images"),
         lambda s: (s.write("imgs/notes.txt", "hello"), s.write("imgs/table.csv", "a,b\n"))),
     Row("folder-corrupt-file-refused", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
-        ("b.png", "pillow cannot read", 'unreadable = "skip"'), images("a.png", "b.png!", "c.png")),
+        ("b.png", "cannot read this image", 'unreadable = "skip"'), images("a.png", "b.png!", "c.png")),
     Row("folder-corrupt-file-skipped", tiny("--data", "folder", "--data-option", "path=imgs", "--data-option", "unreadable=skip"),
         0, ("skipped 1 unreadable image file(s) of 7", "b.png", "run finished at step 2"),
         images("a.png", "b.png!", "c.png", "d.png", "e.png", "f.png", "g.png"), writes=("RUN", "RUN/*")),
+    Row("folder-file-cut-short", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
+        ("cannot read", "c.jpg", "invalid jpeg data", 'unreadable = "skip"'), images("a.jpg", "b.jpg", "c.jpg~", "d.jpg")),
+    Row("folder-file-cut-short-skipped",
+        tiny("--data", "folder", "--data-option", "path=imgs", "--data-option", "unreadable=skip"), 0,
+        ("run finished at step 2",), images("a.jpg", "b.jpg", "c.jpg~", "d.jpg", "e.jpg"), writes=("RUN", "RUN/*")),
+    Row("folder-hidden-files", tiny("--data", "folder", "--data-option", "path=imgs"), 0, ("run finished at step 2",),
+        lambda s: (images("a.png", "b.png", "c.png", "d.png")(s), s.write("imgs/._a.png", b"\x00\x05\x16\x07 resource fork"),
+                   s.write("imgs/.DS_Store", b"\x00\x00\x00\x01Bud1"), s.write("imgs/.thumbs/x.png", b"junk")),
+        writes=("RUN", "RUN/*")),
+    Row("folder-gray-and-colour", tiny("--data", "folder", "--data-option", "path=imgs"), 0,
+        ("mix grayscale and colour", "a.png is l", "b.png is rgb", "set the option channels", "run finished at step 2"),
+        images("a.png", "b.png+", "c.png", "d.png"), writes=("RUN", "RUN/*")),
     Row("folder-mixed-sizes", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
         ("differ in size", "is 8x8", "is 6x5", "set the option `size`"),
         lambda s: (images("a.png")(s), images("b.png", size=(6, 5))(s))),

@@ -22,19 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import ganframe
 from tinyrun import TINY, assert_same_state, training_state
 
 TIMEOUT = 120
 
-#: What both workers train, but for the strategy and ``out``.
+#: What both workers train, but for the data's folder, the strategy and ``out``: images read from disk,
+#: each worker reading only its rows of every batch (tests/test_pipeline.py checks the split itself).
 CONFIG = {
-    "arch": "dense", "arch_options": TINY, "data": "digits", "batch_size": 16, "steps": 4, "seed": 5,
+    "arch": "dense", "arch_options": TINY, "data": "folder", "batch_size": 16, "steps": 4, "seed": 5,
     "callbacks": {"samples": {"every": 2}, "checkpoint": {"every": 2}, "metrics": {"every": 2}},
 }
 
-#: argv: run directory, file for this worker's state and samples. Both workers run exactly this.
+#: argv: run directory, file for this worker's state and samples, the config. Both workers run exactly this.
 WORKER = textwrap.dedent("""
     import json, os, sys, tempfile
     import keras
@@ -42,7 +44,7 @@ WORKER = textwrap.dedent("""
     import ganframe
     sys.path.insert(0, %(tests)r)
     from tinyrun import training_state
-    out, results = sys.argv[1], sys.argv[2]
+    out, results, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
     class First(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -52,13 +54,13 @@ WORKER = textwrap.dedent("""
             self.temporary = os.listdir(tempfile.gettempdir())
 
     first = First()
-    run = ganframe.train({**%(config)r, "strategy": "multiworker", "out": out}, callbacks=[first])
+    run = ganframe.train({**config, "strategy": "multiworker", "out": out}, callbacks=[first])
     np.savez(results, **training_state(run.gan), samples=run.generate(4, seed=1))
     print(json.dumps({"step": run.step, "path": str(run.path), "replicas": run.gan.distribute_strategy.num_replicas_in_sync,
                       "scratch": [name for name in first.temporary if name.startswith("ganframe-worker-")],
                       "trained": any(not np.array_equal(a, b) for a, b in zip(first.weights, run.generator.get_weights())),
                       "history": run.history.history}))
-""") % {"tests": str(Path(__file__).parent), "config": CONFIG}
+""") % {"tests": str(Path(__file__).parent)}
 
 #: Two replicas sum their halves' gradients where one process sums the whole batch's, and
 #: synchronized BatchNorm reduces its statistics likewise: the same numbers added in another
@@ -83,6 +85,11 @@ def _free_ports(n: int) -> list[int]:
 def test_two_workers_on_loopback_train_as_one_process_would_and_only_the_chief_writes(tmp_path: Path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for index in range(48):
+        Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(tmp_path / "imgs" / f"{index:02d}.png")
+    config = {**CONFIG, "data_options": {"path": str(tmp_path / "imgs")}}
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     out = tmp_path / "run"
     workers = []
@@ -90,11 +97,12 @@ def test_two_workers_on_loopback_train_as_one_process_would_and_only_the_chief_w
         (tmp_path / f"tmp{index}").mkdir()  # the worker's temporary directory, for its scratch copy
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(tmp_path / f"tmp{index}"),
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        workers.append(subprocess.Popen([sys.executable, str(script), str(out), str(tmp_path / f"worker{index}.npz")],
+        workers.append(subprocess.Popen([sys.executable, str(script), str(out), str(tmp_path / f"worker{index}.npz"),
+                                         json.dumps(config)],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         # one process, one replica, the whole global batch: trained here while the workers train
-        single = ganframe.train({**CONFIG, "strategy": "mirrored", "out": str(tmp_path / "single")}, progress=False)
+        single = ganframe.train({**config, "strategy": "mirrored", "out": str(tmp_path / "single")}, progress=False)
         outputs = [worker.communicate(timeout=TIMEOUT) for worker in workers]
     finally:
         for worker in workers:  # a worker left waiting for its peer

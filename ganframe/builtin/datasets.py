@@ -1,4 +1,4 @@
-"""Built-in datasets: MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits, a user's .npz/.npy file, a folder of images.
+"""Built-in datasets held in memory: MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits, a user's .npz/.npy file.
 
 Each loader returns the whole set in memory as float32 images (in [0, 1] unless the
 options ask for [-1, 1]). Every problem a user can cause (a missing or corrupt file,
@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import sys
 import tarfile
 import zipfile
 import zlib
@@ -91,6 +90,11 @@ def _known_range(value: tuple[float, float]) -> tuple[float, float]:
     return value
 
 
+#: The option ``value_range``: the interval the images' values are scaled into.
+ValueRange = Annotated[tuple[float, float], AfterValidator(_known_range), Field(
+    description="the pixel values' interval: [0, 1] (sigmoid output) or [-1, 1] (tanh output)")]
+
+
 class ImageSetOptions(Options):
     """Options of mnist, fashion_mnist and cifar10: which images, and how they reach the networks.
 
@@ -103,9 +107,7 @@ class ImageSetOptions(Options):
     pad_to: Size = Field(
         None, description="pad with the range's low value to this (height, width), or N for NxN, the image centred (28 -> 32)"
     )
-    value_range: Annotated[tuple[float, float], AfterValidator(_known_range)] = Field(
-        (0.0, 1.0), description="the pixel values' interval: [0, 1] (sigmoid output) or [-1, 1] (tanh output)"
-    )
+    value_range: ValueRange = (0.0, 1.0)
 
 
 def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -562,106 +564,6 @@ def load_npz(context: DataContext, options: NpzOptions) -> ImageData:
     return ImageData(images, _first(labels, options.limit), DataSpec(images.shape[1:], (0.0, 1.0), num_classes), name="npz")
 
 
-# --------------------------------------------------------------------------------------------- folder
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
-class FolderOptions(Options):
-    path: Path = Field(description="a directory of PNG/JPEG images, searched recursively")
-    size: Size = Field(
-        None, description="resize to this (height, width), or N for NxN; needed when the images differ in size"
-    )
-    channels: Literal[1, 3] = 1
-    labels: bool = Field(False, description="class = the top-level subfolder an image lies in")
-    unreadable: Literal["refuse", "skip"] = Field(
-        "refuse", description="an image file Pillow cannot read: refuse the data set, naming it, or skip it with a warning"
-    )
-    limit: Limit = None
-
-
-def _image_files(root: Path) -> list[Path]:
-    """PNG/JPEG files under ``root``, sorted so that runs see the same order; hidden files skipped."""
-    files = [
-        path for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    ]
-    return sorted(files)
-
-
-def _folder_classes(root: Path, files: list[Path]) -> tuple[list[str], dict[str, int]]:
-    """Each file's class (its top-level subfolder) and the class ids, by sorted class name."""
-    names = []
-    for path in files:
-        parts = path.relative_to(root).parts
-        if len(parts) < 2:
-            raise DataError(
-                f"{path} lies directly in {root}, but labels = true takes each image's class from its subfolder; "
-                "move every image into a folder named after its class, or set labels = false"
-            )
-        names.append(parts[0])
-    return names, {name: index for index, name in enumerate(sorted(set(names)))}
-
-
-def _read_image(path: Path, mode: str) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert(mode)  # convert() loads the pixels, so a truncated file fails here
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(
-            f"{path}: Pillow cannot read this image ({error}); delete or replace the file, "
-            "or skip unreadable files with the option unreadable = \"skip\""
-        ) from None
-
-
-def load_folder(context: DataContext, options: FolderOptions) -> ImageData:
-    """Every PNG/JPEG under a directory, optionally labelled by subfolder, resized to one size."""
-    root = _require(options.path.expanduser(), "image folder")
-    if not root.is_dir():
-        raise DataError(f"{root} is not a directory; the folder dataset needs a directory of PNG/JPEG images")
-    files = _image_files(root)
-    if not files:
-        raise DataError(f"{root}: no PNG or JPEG images found (searched subfolders too, for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    labels = num_classes = None
-    if options.labels:
-        names, ids = _folder_classes(root, files)
-        labels, num_classes = np.array([ids[name] for name in names], np.int32), len(ids)
-    files, labels = _first(files, options.limit), _first(labels, options.limit)
-
-    mode = "L" if options.channels == 1 else "RGB"
-    pixels, kept, skipped, first = [], [], [], None
-    for index, path in enumerate(files):
-        try:
-            image = _read_image(path, mode)
-        except DataError:
-            if options.unreadable == "refuse":
-                raise
-            skipped.append(path)
-            continue
-        if options.size is not None:
-            height, width = options.size
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.LANCZOS)
-        elif first is None:
-            first = (path, image.size)
-        elif image.size != first[1]:
-            raise DataError(
-                f"{root}: images differ in size ({first[0]} is {first[1][0]}x{first[1][1]}, {path} is "
-                f"{image.size[0]}x{image.size[1]}); set the option `size` (e.g. size = 64) to resize them all"
-            )
-        pixels.append(np.asarray(image, np.uint8).reshape(image.size[1], image.size[0], options.channels))
-        kept.append(index)
-    if skipped:
-        if not pixels:
-            raise DataError(f"{root}: none of the {len(files)} image files can be read by Pillow (the first: {skipped[0]})")
-        print(f"warning: {root}: skipped {len(skipped)} unreadable image file(s) of {len(files)} (unreadable = \"skip\"), "
-              f"the first: {skipped[0]}", file=sys.stderr)
-        labels = None if labels is None else labels[kept]
-    images = np.stack(pixels).astype(np.float32) / np.float32(255.0)
-    return ImageData(images, labels, DataSpec(images.shape[1:], (0.0, 1.0), num_classes), name="folder")
-
-
 @hookimpl
 def ganframe_register_datasets(register: Callable[..., None]) -> None:
     register("mnist", load_mnist, "MNIST digits 28x28x1 with labels (data directory, Keras cache, or download).", ImageSetOptions)
@@ -671,4 +573,3 @@ def ganframe_register_datasets(register: Callable[..., None]) -> None:
              "CIFAR-10 32x32x3 with 10 labels, binary version (data directory, Keras cache, or download).", ImageSetOptions)
     register("digits", load_digits, "scikit-learn's bundled 8x8 digits with labels; no download, trains in seconds.", DigitsOptions)
     register("npz", load_npz, "Images (and labels) from your .npz or .npy file: uint8 or floats in [0, 1].", NpzOptions)
-    register("folder", load_folder, "A folder of PNG/JPEG images, optionally labelled by subfolder.", FolderOptions)

@@ -1,0 +1,180 @@
+"""The built-in ``folder`` dataset: a directory of images, read from disk while training.
+
+Loading lists the files and reads each one's header (size and colour mode, not its pixels),
+so that a wrong file, mixed sizes or a missing label are refused before the first step, naming
+the file. Training then decodes and resizes the images inside ``tf.data``, in parallel, as the
+steps need them: memory does not grow with the number of images (docs/datasets.md). This module
+imports TensorFlow only when the pipeline traces :meth:`FolderSource.read`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from ganframe import DataContext, DataError, DataSource, DataSpec, Options, hookimpl
+from ganframe.builtin.datasets import Limit, Size, ValueRange, _first, _require
+
+#: What the folder reads: the formats TensorFlow decodes (the first frame of an animated GIF).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+#: Pillow modes read as one channel when the option ``channels`` is not given; any other is read as RGB.
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+#: Threads reading headers: file opens wait on the disk more than on the CPU.
+HEADER_THREADS = 16
+
+
+class FolderOptions(Options):
+    path: Path = Field(description="a directory of PNG/JPEG/BMP/GIF images, searched recursively (hidden files skipped)")
+    size: Size = Field(
+        None, description="resize (bilinear, antialiased) to this (height, width), or N for NxN; needed when the images differ in size"
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="1 (grayscale) or 3 (RGB); by default what the first image is (RGBA and palettes read as RGB)"
+    )
+    labels: bool = Field(False, description="class = the top-level subfolder an image lies in")
+    unreadable: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image file that cannot be read: refuse the data set, naming it, or skip it with a warning"
+    )
+    limit: Limit = None
+    value_range: ValueRange = (0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class FolderSource(DataSource):
+    """The images at ``paths`` (with their ``labels``), decoded to ``spec.shape`` when read."""
+
+    paths: tuple[str, ...]
+    labels: np.ndarray | None
+    spec: DataSpec
+    resize: bool
+    name: str = "folder"
+    skip_unreadable: bool = False
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def describe(self, index: int) -> str:
+        return self.paths[index]
+
+    def read(self, index: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        height, width, channels = self.spec.shape
+        path = tf.gather(tf.constant(self.paths), index)
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        if self.resize:
+            image = tf.cond(
+                tf.reduce_all(tf.shape(image)[:2] == (height, width)),
+                lambda: image,
+                lambda: tf.saturate_cast(tf.round(tf.image.resize(image, (height, width), antialias=True)), tf.uint8),
+            )
+        example = {"image": tf.ensure_shape(image, self.spec.shape)}
+        if self.labels is not None:
+            example["label"] = tf.gather(tf.constant(self.labels), index)
+        return example
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Image files under ``root``, sorted so that runs see the same order; hidden files and folders skipped."""
+    files = []
+    for directory, folders, names in os.walk(root):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files.extend(Path(directory, name) for name in names
+                     if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(files)
+
+
+def _folder_classes(root: Path, files: list[Path]) -> tuple[list[str], dict[str, int]]:
+    """Each file's class (its top-level subfolder) and the class ids, by sorted class name."""
+    names = []
+    for path in files:
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            raise DataError(
+                f"{path} lies directly in {root}, but labels = true takes each image's class from its subfolder; "
+                "move every image into a folder named after its class, or set labels = false"
+            )
+        names.append(parts[0])
+    return names, {name: index for index, name in enumerate(sorted(set(names)))}
+
+
+def _header(path: Path) -> tuple[int, int, str] | str:
+    """(width, height, mode) from the file's header, or why it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            if image.format not in {"PNG", "JPEG", "BMP", "GIF", "MPO"}:
+                return f"it is a {image.format} image, which TensorFlow cannot decode; convert it to PNG or JPEG"
+            return image.size[0], image.size[1], image.mode
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return str(error)
+
+
+def load_folder(context: DataContext, options: FolderOptions) -> FolderSource:
+    """Every image under a directory, optionally labelled by subfolder, read while training."""
+    root = _require(options.path.expanduser(), "image folder")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory; the folder dataset needs a directory of images")
+    files = _image_files(root)
+    if not files:
+        raise DataError(f"{root}: no PNG or JPEG images found (searched subfolders too, for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    labels = num_classes = None
+    if options.labels:
+        names, ids = _folder_classes(root, files)
+        labels, num_classes = np.array([ids[name] for name in names], np.int32), len(ids)
+    files, labels = _first(files, options.limit), _first(labels, options.limit)
+    with ThreadPoolExecutor(HEADER_THREADS) as pool:
+        headers = list(pool.map(_header, files))
+
+    unreadable = [(path, header) for path, header in zip(files, headers) if isinstance(header, str)]
+    if unreadable and options.unreadable == "refuse":
+        path, problem = unreadable[0]
+        raise DataError(
+            f"{path}: cannot read this image ({problem}); delete or replace the file, "
+            "or skip unreadable files with the option unreadable = \"skip\""
+        )
+    if unreadable:
+        if len(unreadable) == len(files):
+            raise DataError(f"{root}: none of the {len(files)} image files can be read (the first: {unreadable[0][0]})")
+        print(f"warning: {root}: skipped {len(unreadable)} unreadable image file(s) of {len(files)} (unreadable = \"skip\"), "
+              f"the first: {unreadable[0][0]}", file=sys.stderr)
+        kept = [index for index, header in enumerate(headers) if not isinstance(header, str)]
+        files, headers = [files[index] for index in kept], [headers[index] for index in kept]
+        labels = None if labels is None else labels[kept]
+
+    (width, height, mode), first = headers[0], files[0]
+    if options.size is None:
+        for path, (other_width, other_height, _) in zip(files, headers):
+            if (other_width, other_height) != (width, height):
+                raise DataError(
+                    f"{root}: images differ in size ({first} is {width}x{height}, {path} is "
+                    f"{other_width}x{other_height}); set the option `size` (e.g. size = 64) to resize them all"
+                )
+    else:
+        height, width = options.size
+    channels = options.channels or (1 if mode in GRAY_MODES else 3)
+    if options.channels is None:
+        other = next(((path, header[2]) for path, header in zip(files, headers)
+                      if (header[2] in GRAY_MODES) != (mode in GRAY_MODES)), None)
+        if other is not None:
+            print(f"warning: {root}: the images mix grayscale and colour ({first} is {mode}, {other[0]} is {other[1]}); "
+                  f"reading all with {channels} channel(s), as the first; set the option channels (1 or 3) to choose",
+                  file=sys.stderr)
+    return FolderSource(tuple(str(path) for path in files), labels,
+                        DataSpec((height, width, channels), options.value_range, num_classes),
+                        resize=options.size is not None, skip_unreadable=options.unreadable == "skip")
+
+
+@hookimpl
+def ganframe_register_datasets(register: Callable[..., None]) -> None:
+    register("folder", load_folder, "A folder of images (PNG/JPEG/BMP/GIF), read while training; optionally labelled by subfolder.",
+             FolderOptions)
