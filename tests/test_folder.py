@@ -198,3 +198,15 @@ def test_a_resumed_run_on_a_folder_equals_an_uninterrupted_one(tmp_path):
     resumed = ganframe.train({"steps": 8}, resume=tmp_path / "split" / "run", progress=False)
     assert resumed.step == whole.step == 8
     assert_same_state(training_state(resumed.gan), training_state(whole.gan))
+
+
+@pytest.mark.parametrize("save", [
+    {"format": "JPEG"}, {"format": "JPEG", "progressive": True}, {"format": "JPEG", "exif": b"Exif\x00\x00" + b"\x00" * 5000},
+    {"format": "PNG"}, {"format": "BMP"}, {"format": "GIF"},
+], ids=["jpeg", "progressive", "exif", "png", "bmp", "gif"])
+def test_headers_read_without_pillow_agree_with_pillow(load, tmp_path, save):
+    """Loading reads PNG and JPEG headers itself (fast); sizes and channels must be what the pixels are."""
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (7, 13, 3), np.uint8)).save(tmp_path / "a.img", **save)
+    (tmp_path / "a.img").rename(tmp_path / f"a.{save['format'].lower()}")
+    source, images, _ = load({"path": tmp_path})
+    assert source.spec.shape == (7, 13, 3) and images.shape == (1, 7, 13, 3)

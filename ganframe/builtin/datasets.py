@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from ganframe import DataContext, DataError, DataSpec, ImageData, Options, hookimpl
+from ganframe import DataContext, DataError, DataSource, DataSpec, ImageData, Options, hookimpl
 
 #: How a user points ganframe at a data directory (the core resolves them into DataContext.data_dir).
 WHERE_DATA_DIR = "--data-dir DIR, data_dir = \"DIR\" in the config, or the GANFRAME_DATA_DIR environment variable"
@@ -464,6 +464,10 @@ class NpzOptions(Options):
     key: str | None = Field(None, description="the images' array in an .npz (default: x, images, x_train or the only one)")
     labels_key: str | None = Field(None, description="the labels' array in an .npz (default: no labels)")
     limit: Limit = None
+    stream: bool = Field(
+        False, description="read uint8 images from the file while training (memory-mapped) instead of loading them: "
+                           "for arrays larger than memory; a .npy, or an .npz saved with np.savez (not compressed)"
+    )
 
 
 def _load_arrays(path: Path) -> Any:
@@ -478,10 +482,14 @@ def _load_arrays(path: Path) -> Any:
         ) from None
 
 
-def _array(arrays: Any, key: str, path: Path) -> np.ndarray:
-    """One array of an open .npz, refusing object arrays (they would need pickle)."""
+def _require_key(arrays: Any, key: str, path: Path) -> None:
     if key not in arrays.files:
         raise DataError(f"{path}: no array named {key!r}; it holds {', '.join(arrays.files) or 'no arrays'}")
+
+
+def _array(arrays: Any, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz, refusing object arrays (they would need pickle)."""
+    _require_key(arrays, key, path)
     try:
         return arrays[key]
     except ValueError:
@@ -544,9 +552,78 @@ def _class_ids(labels: np.ndarray, count: int, source: str) -> tuple[np.ndarray,
     return labels.astype(np.int32), int(labels.max()) + 1 if count else 0
 
 
-def load_npz(context: DataContext, options: NpzOptions) -> ImageData:
-    """Images (and optionally labels) from a user's .npz or .npy file."""
+@dataclass(frozen=True, eq=False)
+class MemmapSource(DataSource):
+    """uint8 images in a memory-mapped array, read an example at a time (the page cache does the rest)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    spec: DataSpec
+    name: str = "npz"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, index: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        image = tf.numpy_function(lambda i: np.asarray(self.images[i]).reshape(self.spec.shape), [index], tf.uint8,
+                                  stateful=False)
+        example = {"image": tf.ensure_shape(image, self.spec.shape)}
+        if self.labels is not None:
+            example["label"] = tf.gather(tf.constant(self.labels), index)
+        return example
+
+
+def _mapped_member(path: Path, key: str) -> np.ndarray:
+    """Array ``key`` of an uncompressed .npz, memory-mapped where it lies inside the zip file."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise DataError(f"{path}: array {key!r} is compressed (np.savez_compressed), so it cannot be read in place; "
+                        "save it with np.savez, or as a .npy, for stream = true")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        name_length, extra_length = struct.unpack("<HH", handle.read(30)[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle)
+        offset = handle.tell()
+    return np.memmap(path, dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+
+
+def _streamed_npz(path: Path, options: NpzOptions) -> MemmapSource:
+    """The images of ``path`` memory-mapped (checked by shape and dtype only: reading them all is what streaming avoids)."""
+    if path.suffix == ".npy":
+        _load_arrays(path)  # its errors, named; np.load below only maps it
+        if options.key or options.labels_key:
+            raise DataError(f"{path}: a .npy file holds one array; the options key and labels_key apply to .npz files only")
+        images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
+    else:
+        with _load_arrays(path) as arrays:
+            key = options.key or _default_key(arrays.files, path)
+            _require_key(arrays, key, path)
+            labels = _array(arrays, options.labels_key, path) if options.labels_key else None
+        images = _mapped_member(path, key)
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: stream = true reads uint8 images (0..255); these are {images.dtype}: save them as "
+                        "uint8, or load them whole without stream")
+    shape = images.shape if images.ndim == 4 else (*images.shape, 1)
+    if len(shape) != 4 or shape[-1] not in (1, 3, 4) or not shape[0]:
+        raise DataError(f"{path}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C) with C = 1, 3 or 4")
+    num_classes = None
+    if labels is not None:
+        labels, num_classes = _class_ids(labels, len(images), f"{path} [{options.labels_key}]")
+    return MemmapSource(_first(images, options.limit), _first(labels, options.limit),
+                        DataSpec(shape[1:], (0.0, 1.0), num_classes))
+
+
+def load_npz(context: DataContext, options: NpzOptions) -> ImageData | MemmapSource:
+    """Images (and optionally labels) from a user's .npz or .npy file, loaded or (``stream``) memory-mapped."""
     path = options.path.expanduser()
+    if options.stream:
+        return _streamed_npz(path, options)
     arrays = _load_arrays(path)
     if isinstance(arrays, np.ndarray):
         if options.key or options.labels_key:
