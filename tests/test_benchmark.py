@@ -45,3 +45,19 @@ def test_scaling_quick_run(tmp_path):
     memory = report["memory"]
     assert memory["steps"] == 100 and [step for step, _, _ in memory["samples"]] == [50, 100]
     assert memory["rss_end_mib"] > 0 and "growth_mib" in memory
+
+
+@pytest.mark.slow
+def test_data_scale_smoke_run(tmp_path):
+    """The data benchmark's folders are generated and read; its resume section runs (the CLI and speed
+    sections train a 64x64 dcgan for minutes, so they run by hand: docs/performance.md)."""
+    out = tmp_path / "data.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "data_scale.py"), "--work", str(tmp_path / "work"),
+         "--sizes", "300,600", "--sections", "resume", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(list((tmp_path / "work" / "jpeg64-600").glob("*.jpg"))) == 600
+    report = json.loads(out.read_text())
+    assert report["sizes"] == [300, 600] and 0 < report["resume"]["step_10_seconds"] < 60
