@@ -31,6 +31,12 @@ import tensorflow as tf
 from ganframe.contract import DataSource, ImageData
 from ganframe.errors import ConfigError, DataError
 
+#: Batches read ahead of the step. A fixed few, not AUTOTUNE: tf.data's autotuner grows the buffer
+#: while the step waits for its first batches, and on a CPU machine the burst of reading ahead took
+#: cores from the step (a 64x64 dcgan trained from a folder at 0.80x the in-memory steps/s, 1.07x
+#: with 2; benchmarks/data_scale.py). The pipeline outruns the step by far, so 2 are enough.
+PREFETCH_BATCHES = 2
+
 #: A data set the pipeline reads: whole in memory, or from storage.
 Data = ImageData | DataSource
 
@@ -175,7 +181,7 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
         batches = examples.batch(per_replica, drop_remainder=True).map(
             lambda batch: {**batch, "step": batch["step"][0], "replica": batch["replica"][0]})
     return batches.map(lambda batch: finish({k: v for k, v in batch.items() if k != "index"}),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(PREFETCH_BATCHES)
 
 
 def _read_each(source: DataSource, elements: tf.data.Dataset) -> tf.data.Dataset:
