@@ -109,7 +109,7 @@ def take(data: Data, indices: np.ndarray) -> ImageData:
     if isinstance(data, ImageData):
         return ImageData(data.images[indices], None if data.labels is None else data.labels[indices],
                          data.spec, data.name)
-    examples = _read_each(data, tf.data.Dataset.from_tensor_slices(indices)).batch(256).map(
+    examples = _read_each(data, tf.data.Dataset.from_tensor_slices({"index": indices})).batch(256).map(
         functools.partial(_to_range, data.spec.value_range))
     try:
         batches = list(examples.as_numpy_iterator())
@@ -128,9 +128,8 @@ def step_indices(size: int, seed: int, per_step: int, step: int, steps: int) -> 
 def unreadable_error(source: DataSource, indices: np.ndarray, error: tf.errors.OpError, where: str = "") -> DataError:
     """The error for a read of ``indices`` that failed with ``error``: which example it was (each is
     read again on its own to find it), TensorFlow's reason, and what to do."""
-    read = tf.data.Dataset.from_tensor_slices(indices).map(lambda index: (index, source.read(index)),
-                                                           num_parallel_calls=tf.data.AUTOTUNE)
-    found = sorted(set(map(int, indices)) - set(map(int, read.ignore_errors().map(lambda index, _: index))))
+    read = _read_each(source, tf.data.Dataset.from_tensor_slices({"index": indices}), skip_unreadable=True)
+    found = sorted(set(map(int, indices)) - {int(example["index"]) for example in read.as_numpy_iterator()})
     what = source.describe(found[0]) if found else "an example"
     reason = error.message.split("[[")[0].split("}}")[-1].strip()
     return DataError(
@@ -184,17 +183,13 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(PREFETCH_BATCHES)
 
 
-def _read_each(source: DataSource, elements: tf.data.Dataset) -> tf.data.Dataset:
-    """``source.read`` of each element (an index, or a dict holding ``index``), in parallel and in order;
-    other keys of a dict pass through. A skipping source drops the examples it cannot read."""
-
-    def read(element: tf.Tensor | dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        if not isinstance(element, dict):
-            return source.read(element)
-        return {**{k: v for k, v in element.items() if k != "index"}, **source.read(element["index"])}
-
-    examples = elements.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return examples.ignore_errors() if source.skip_unreadable else examples
+def _read_each(source: DataSource, elements: tf.data.Dataset, skip_unreadable: bool | None = None) -> tf.data.Dataset:
+    """Each element (a dict holding ``index``) with ``source.read(index)`` added, read in parallel and in
+    order. A skipping source (or ``skip_unreadable``) drops the examples it cannot read."""
+    examples = elements.map(lambda element: {**element, **source.read(element["index"])},
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    skip = source.skip_unreadable if skip_unreadable is None else skip_unreadable
+    return examples.ignore_errors() if skip else examples
 
 
 def _to_range(value_range: tuple[float, float], batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

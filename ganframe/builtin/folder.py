@@ -23,7 +23,7 @@ from PIL import Image
 from pydantic import Field
 
 from ganframe import DataContext, DataError, DataSource, DataSpec, Options, hookimpl
-from ganframe.builtin.datasets import Limit, Size, ValueRange, _first, _require
+from ganframe.builtin.datasets import Limit, Size, ValueRange, _first, _require, outside_trace
 
 #: What the folder reads: the formats TensorFlow decodes (the first frame of an animated GIF).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -87,15 +87,7 @@ class FolderSource(DataSource):
 
     @functools.cached_property
     def _tensors(self) -> dict[str, Any]:
-        """The paths (and labels) as tensors made once, outside any trace: every pipeline that reads the
-        source captures them, instead of copying 200,000 paths into its graph as a constant."""
-        import tensorflow as tf
-
-        with tf.init_scope():
-            tensors = {"path": tf.constant(self.paths)}
-            if self.labels is not None:
-                tensors["label"] = tf.constant(self.labels)
-        return tensors
+        return outside_trace({"path": self.paths, "label": self.labels})
 
 
 def _image_files(root: Path) -> list[str]:
