@@ -29,6 +29,7 @@ from ganframe.contract import (
     NoOptions,
     Options,
     Penalty,
+    Update,
 )
 from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, RunError
 from ganframe.files import CsvLog, atomic_write
@@ -79,6 +80,7 @@ __all__ = [
     "PluginError",
     "RunConfig",
     "RunError",
+    "Update",
     "__version__",
     "atomic_write",
     "get_registry",

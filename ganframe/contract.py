@@ -35,8 +35,9 @@ from ganframe.errors import DataError
 
 #: Version of the plugin contract. The major number changes when a factory's
 #: arguments or return type change incompatibly, the minor when something is added
-#: (1.1: a dataset may return a :class:`DataSource`); plugins may check it.
-CONTRACT_VERSION = "1.1"
+#: (1.1: a dataset may return a :class:`DataSource`; 1.2: losses and penalties may read the whole
+#: :class:`Update`); plugins may check it.
+CONTRACT_VERSION = "1.2"
 
 #: Component kinds, in the order ``ganframe plugins`` lists them.
 KINDS = ("architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor")
@@ -206,21 +207,62 @@ class Networks:
     conditional: bool = False
 
 
+@dataclass(frozen=True)
+class Update:
+    """What one network's update shows its loss and penalties: the images, D's outputs on them, the step.
+
+    The engine makes one per update: each of the ``n_critic`` discriminator updates, then the
+    generator's. In G's update ``fake`` carries G's gradient and ``real`` is the last critic
+    update's slice of real images; ``real_logits`` is computed there only when the loss asks for
+    it (:attr:`AdversarialLoss.generator_sees_real`), else None. ``labels`` are the real images'
+    classes and ``fake_labels`` the classes G was asked for (None for unconditional networks): G
+    draws its own classes, so the two are not paired. ``critic`` is D as a function of images
+    alone (augmentations applied, training mode; bound to ``labels`` in D's update, to
+    ``fake_labels`` in G's), for penalties that take D's input gradients. ``step`` counts the
+    generator updates done before this one (an int64 tensor): what a schedule reads.
+    """
+
+    network: Literal["discriminator", "generator"]
+    real: Any
+    fake: Any
+    real_logits: Any
+    fake_logits: Any
+    labels: Any
+    fake_labels: Any
+    critic: Callable[[Any], Any]
+    step: Any
+
+
 class AdversarialLoss(abc.ABC):
-    """The adversarial objective, on D's raw outputs (logits for probabilistic losses)."""
+    """The adversarial objective, on D's raw outputs (logits for probabilistic losses).
+
+    Most losses need only D's outputs: they write :meth:`discriminator_loss` and
+    :meth:`generator_loss`. A loss that needs more of the step (D's outputs on real images in G's
+    update, as relativistic losses do; the labels; the step) overrides :meth:`update_loss`, which
+    the engine calls, and sets :attr:`generator_sees_real` if G's update must run D on real images.
+    """
 
     #: D's raw output above which D calls an image real: 0 for logits and for critics (hinge,
     #: Wasserstein), the midpoint of the targets for least squares. The health probe
     #: (docs/health.md) counts D's accuracy against it; optional, so older losses keep working.
     decision_boundary: float = 0.0
+    #: G's update also runs D on real images and puts them in :attr:`Update.real_logits` (one more
+    #: D pass per step, so off unless the loss reads them).
+    generator_sees_real: bool = False
 
-    @abc.abstractmethod
     def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
-        """Scalar loss the discriminator minimises."""
+        """Scalar loss the discriminator minimises, from D's outputs alone."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither discriminator_loss nor update_loss")
 
-    @abc.abstractmethod
     def generator_loss(self, fake_logits: Any) -> Any:
-        """Scalar loss the generator minimises."""
+        """Scalar loss the generator minimises, from D's outputs on its images alone."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither generator_loss nor update_loss")
+
+    def update_loss(self, update: Update) -> Any:
+        """Scalar loss of ``update.network`` in this update; by default the two methods above."""
+        if update.network == "discriminator":
+            return self.discriminator_loss(update.real_logits, update.fake_logits)
+        return self.generator_loss(update.fake_logits)
 
 
 #: The valid values of :attr:`Penalty.applies_to`.
@@ -228,21 +270,27 @@ PENALTY_TARGETS = ("discriminator", "generator")
 
 
 class Penalty(abc.ABC):
-    """A regulariser added to one network's loss (gradient penalty, R1, ...).
+    """A term added to one network's loss (gradient penalty, R1, a reconstruction or feature term, ...).
 
     ``critic`` is D as a function of images alone (labels bound, training mode);
     use :func:`ganframe.input_gradients` for gradients with respect to its input.
     The returned scalar is added as is: apply the weight inside. A discriminator
     penalty joins ``d_loss`` in every D update; a generator penalty joins ``g_loss``
     in the G update, where ``fake`` carries G's gradients and only G is updated.
+    A penalty that needs more of the step (D's outputs, the labels, the step for a schedule)
+    overrides :meth:`update_loss` instead of ``__call__``.
     """
 
     #: Which network's loss it joins; one of :data:`PENALTY_TARGETS`.
     applies_to: Literal["discriminator", "generator"] = "discriminator"
 
-    @abc.abstractmethod
     def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
-        """Scalar penalty for this critic step."""
+        """Scalar penalty for this update, from D and the images alone."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither __call__ nor update_loss")
+
+    def update_loss(self, update: Update) -> Any:
+        """Scalar penalty for ``update``; by default ``__call__`` on its critic and images."""
+        return self(update.critic, update.real, update.fake)
 
 
 class Augmentation(abc.ABC):

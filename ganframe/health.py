@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe.config import HealthConfig
-from ganframe.contract import AdversarialLoss, CallbackContext, DataSpec
+from ganframe.contract import AdversarialLoss, CallbackContext, DataSpec, Update
 from ganframe.errors import GanframeError
 from ganframe.files import CsvLog, atomic_write
 from ganframe.pipeline import Data, take
@@ -305,15 +305,18 @@ class HealthMonitor(keras.callbacks.Callback):
         gan = self.model
         loss: AdversarialLoss = gan.adversarial_loss
 
-        def discriminate(images: Any, labels: Any) -> Any:
-            return keras.ops.cast(gan.discriminator([images, labels] if gan.conditional else images, training=False),
-                                  "float32")
+        def update(network: str, labels: Any) -> Update:  # as the step shows it to the loss
+            return Update(network=network, real=real, fake=fake, real_logits=real_out, fake_logits=fake_out,
+                          labels=real_labels, fake_labels=fake_labels,
+                          critic=lambda x: gan.discriminate(x, labels, training=False),
+                          step=gan.g_optimizer.iterations.value)
 
         with tf.GradientTape(persistent=True) as tape:
-            fake = gan._generate(noise, fake_labels, training=False)
-            real_out, fake_out = discriminate(real, real_labels), discriminate(fake, fake_labels)
-            d_loss = loss.discriminator_loss(real_out, fake_out)
-            g_loss = loss.generator_loss(fake_out)
+            fake = gan.sampler(noise, fake_labels, training=False)
+            real_out = gan.discriminate(real, real_labels, training=False)
+            fake_out = gan.discriminate(fake, fake_labels, training=False)
+            d_loss = loss.update_loss(update("discriminator", real_labels))
+            g_loss = loss.update_loss(update("generator", fake_labels))
         d_norm = tf.linalg.global_norm(tape.gradient(d_loss, gan.discriminator.trainable_variables))
         g_norm = tf.linalg.global_norm(tape.gradient(g_loss, gan.generator.trainable_variables))
         del tape
@@ -323,8 +326,8 @@ class HealthMonitor(keras.callbacks.Callback):
         """This probe's row: fresh noise seeded by the run's seed and the step, so a resumed run probes alike."""
         gan = self.model
         rng = np.random.default_rng([self.seed, step])
-        noise = rng.standard_normal((len(self.real), gan.latent_dim)).astype(np.float32)
-        fake_labels = rng.integers(0, gan.num_classes, len(self.real)).astype(np.int32) if gan.conditional else None
+        noise = gan.sampler.noise(len(self.real), rng)
+        fake_labels = gan.sampler.random_labels(len(self.real), rng)
         real_out, fake_out, fake, d_norm, g_norm = (np.asarray(value, np.float64) for value in self.measure(
             self.real, self.real_labels if gan.conditional else None, noise, fake_labels))
         boundary = float(gan.adversarial_loss.decision_boundary)

@@ -95,6 +95,9 @@ ALIASES: dict[str, dict[str, tuple[str, str]]] = {
                            "--loss wasserstein --penalty gradient_penalty")),
         **dict.fromkeys(("ls", "lsq", "least_squares", "least-squares", "mse"), ("lsgan", "")),
         "gp": ("gradient_penalty", ""),
+        **dict.fromkeys(("ragan", "rasgan", "relativistic_average"), ("relativistic", "")),
+        "ralsgan": ("relativistic", "RaLSGAN is the loss 'relativistic' with form least_squares: "
+                                    "--loss relativistic --set loss_options.form=least_squares"),
     },
 }
 

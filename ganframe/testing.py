@@ -87,6 +87,7 @@ from ganframe.contract import (
     Networks,
     Options,
     Penalty,
+    Update,
 )
 from ganframe.errors import PluginError, describe_validation_error
 from ganframe.plugins import ENTRY_POINT_GROUP, Registry, get_registry, load_plugins
@@ -438,23 +439,31 @@ def _check_gradient(subject: _Subject, gradient: Any, what: str) -> None:
         subject.fail(f"{what} is zero everywhere: nothing could learn from it")
 
 
+def _update(network: str, real: Any, fake: Any, real_logits: Any, fake_logits: Any, critic: Any) -> Update:
+    """An unconditional update at step 0, as the engine shows it to losses and penalties."""
+    import tensorflow as tf
+
+    return Update(network=network, real=real, fake=fake, real_logits=real_logits, fake_logits=fake_logits,
+                  labels=None, fake_labels=None, critic=critic, step=tf.constant(0, tf.int64))
+
+
 def _check_adversarial(subject: _Subject, loss: AdversarialLoss) -> None:
     """Finite scalar losses on random logits, with gradients with respect to the logits they take."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
     real, fake = (tf.constant(rng.normal(size=(_BATCH, 1)).astype(np.float32)) for _ in range(2))
+    losses = {}
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([real, fake])
-        with subject.doing("discriminator_loss on random logits"):
-            d_loss = loss.discriminator_loss(real, fake)
-        with subject.doing("generator_loss on random logits"):
-            g_loss = loss.generator_loss(fake)
-    _scalar(subject, d_loss, "discriminator_loss on random logits")
-    _scalar(subject, g_loss, "generator_loss on random logits")
-    _check_gradient(subject, tape.gradient(d_loss, real), "the gradient of discriminator_loss with respect to real_logits")
-    _check_gradient(subject, tape.gradient(d_loss, fake), "the gradient of discriminator_loss with respect to fake_logits")
-    _check_gradient(subject, tape.gradient(g_loss, fake), "the gradient of generator_loss with respect to fake_logits")
+        for network in ("discriminator", "generator"):
+            what = f"the {network}'s loss on random logits"
+            with subject.doing(what):
+                losses[network] = loss.update_loss(_update(network, None, None, real, fake, None))
+            _scalar(subject, losses[network], what)
+    for network, logits in (("discriminator", "real"), ("discriminator", "fake"), ("generator", "fake")):
+        gradient = tape.gradient(losses[network], real if logits == "real" else fake)
+        _check_gradient(subject, gradient, f"the gradient of the {network}'s loss with respect to D's {logits} logits")
 
 
 def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
@@ -467,7 +476,10 @@ def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
     with tf.GradientTape() as tape:
         tape.watch(fake)
         with subject.doing("calling it on a tiny critic"):
-            value = penalty(lambda images: discriminator(images, training=True), real, fake)
+            def critic(images: Any) -> Any:
+                return discriminator(images, training=True)
+
+            value = penalty.update_loss(_update(penalty.applies_to, real, fake, critic(real), critic(fake), critic))
     _scalar(subject, value, "the penalty on a tiny critic")
     if penalty.applies_to == "discriminator":
         gradients = tape.gradient(value, discriminator.trainable_variables)

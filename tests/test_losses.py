@@ -237,13 +237,53 @@ def test_zero_centred_penalties(registry, name, on_real):
     assert value(small(quadratic_critic, real, fake)) == pytest.approx(expected, rel=1e-5)
 
 
+def relativistic_update(network: str, real: np.ndarray, fake: np.ndarray) -> ganframe.Update:
+    return ganframe.Update(network=network, real=None, fake=None, real_logits=tf.convert_to_tensor(real),
+                           fake_logits=tf.convert_to_tensor(fake), labels=None, fake_labels=None, critic=None,
+                           step=tf.constant(0, tf.int64))
+
+
+#: The relativistic losses' f1 (on outputs that should read as more real) and f2, as the paper writes them.
+RELATIVISTIC_FORMS = {
+    "standard": (lambda y: -np.log(1 / (1 + np.exp(-y))), lambda y: -np.log(1 - 1 / (1 + np.exp(-y)))),
+    "least_squares": (lambda y: (y - 1) ** 2, lambda y: (y + 1) ** 2),
+    "hinge": (lambda y: np.maximum(0, 1 - y), lambda y: np.maximum(0, 1 + y)),
+}
+
+
+@pytest.mark.parametrize("form", list(RELATIVISTIC_FORMS))
+def test_relativistic_losses_on_chosen_logits(registry, form):
+    """RaSGAN, RaLSGAN, RaHinge (Jolicoeur-Martineau 2019): D~(x_r) = C(x_r) - E C(x_f), D~(x_f) = C(x_f) - E C(x_r);
+    D minimises E f1(D~(x_r)) + E f2(D~(x_f)), G E f1(D~(x_f)) + E f2(D~(x_r))."""
+    loss = registry.build("loss", "relativistic", {"form": form}, SPEC)
+    f1, f2 = RELATIVISTIC_FORMS[form]
+    real, fake = REAL.astype(np.float64), FAKE.astype(np.float64)
+    real_tilde, fake_tilde = real - fake.mean(), fake - real.mean()
+    d_expected = f1(real_tilde).mean() + f2(fake_tilde).mean()
+    g_expected = f1(fake_tilde).mean() + f2(real_tilde).mean()
+    assert loss.generator_sees_real
+    assert value(loss.update_loss(relativistic_update("discriminator", REAL, FAKE))) == pytest.approx(d_expected, rel=1e-6)
+    assert value(loss.update_loss(relativistic_update("generator", REAL, FAKE))) == pytest.approx(g_expected, rel=1e-6)
+
+
+def test_relativistic_generator_loss_pulls_real_scores_down(registry):
+    """Unlike any loss on fakes alone, RaSGAN gives G a gradient through D's outputs on real images."""
+    loss = registry.build("loss", "relativistic", {}, SPEC)
+    real = tf.constant(REAL)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        g_loss = loss.update_loss(relativistic_update("generator", real, FAKE))
+    assert (np.asarray(tape.gradient(g_loss, real)) > 0).all()  # lowering a real score lowers G's loss
+
+
 # -- the contract and real training ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("name", "options"),
     [("nonsaturating", {"label_smoothing": 0.1}), ("minimax", {}), ("lsgan", {}), ("hinge", {}),
-     ("wasserstein", {}), ("gradient_penalty", {"weight": 1.0}), ("r1", {}), ("r2", {})],
+     ("wasserstein", {}), ("gradient_penalty", {"weight": 1.0}), ("r1", {}), ("r2", {}),
+     ("relativistic", {}), ("relativistic", {"form": "least_squares"}), ("relativistic", {"form": "hinge"})],
 )
 def test_conformance(registry, name, options):
     check_loss(name, options, registry=registry, spec=SPEC)
@@ -283,7 +323,7 @@ def train_and_watch(tmp_path, **changes):
     return run
 
 
-@pytest.mark.parametrize("name", ["lsgan", "hinge"])
+@pytest.mark.parametrize("name", ["lsgan", "hinge", "relativistic"])
 def test_trains_with(tmp_path, name):
     train_and_watch(tmp_path, loss=name)
 

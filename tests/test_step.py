@@ -39,9 +39,9 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 Mutant = Callable[[pytest.MonkeyPatch, ganframe.GAN], None]
 
 
-def build(optimizer: dict[str, Any], *, n_critic: int = 1, jit: bool = False) -> ganframe.GAN:
+def build(optimizer: dict[str, Any], *, n_critic: int = 1, jit: bool = False, loss: str = "nonsaturating") -> ganframe.GAN:
     config = RunConfig(arch="dense", arch_options=ARCH, data="digits", seed=5, n_critic=n_critic, jit_compile=jit,
-                       d_optimizer=optimizer, g_optimizer=optimizer)
+                       d_optimizer=optimizer, g_optimizer=optimizer, loss=loss)
     return build_gan(config, SPEC, get_registry())
 
 
@@ -52,10 +52,18 @@ SGD = {"name": "sgd", "learning_rate": 0.1}
 ADAM = {"name": "adam", "learning_rate": 2e-4, "beta_1": 0.5}
 
 
+def relativistic(more_real: Any, less_real: Any) -> Any:
+    """RaSGAN's loss of relativistic outputs: -log sigmoid on those that should read more real, -log(1 - sigmoid) on the rest."""
+    return tf.reduce_mean(tf.nn.softplus(-more_real)) + tf.reduce_mean(tf.nn.softplus(less_real))
+
+
 def handwritten_step(generator: keras.Model, discriminator: keras.Model, real: Any, seed_generator: Any,
                      d_opt: keras.optimizers.Optimizer, g_opt: keras.optimizers.Optimizer, latent_dim: int,
-                     n_critic: int) -> dict[str, Any]:
-    """One GAN step by hand: ``n_critic`` D updates, update ``i`` on real slice ``i`` and fresh noise, then G's."""
+                     n_critic: int, loss: str = "nonsaturating") -> dict[str, Any]:
+    """One GAN step by hand: ``n_critic`` D updates, update ``i`` on real slice ``i`` and fresh noise, then G's.
+
+    ``loss`` "relativistic" is RaSGAN: G's update also runs D on the last slice of real images.
+    """
     batch = real.shape[0] // n_critic
     for i in range(n_critic):
         z = keras.random.normal((batch, latent_dim), seed=seed_generator)
@@ -63,13 +71,22 @@ def handwritten_step(generator: keras.Model, discriminator: keras.Model, real: A
             fake = generator(z, training=True)
             real_logits = discriminator(real[i * batch:(i + 1) * batch], training=True)
             fake_logits = discriminator(fake, training=True)
-            d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
+            if loss == "relativistic":
+                d_loss = relativistic(real_logits - tf.reduce_mean(fake_logits), fake_logits - tf.reduce_mean(real_logits))
+            else:
+                d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
         grads = tape.gradient(d_loss, discriminator.trainable_variables)
         d_opt.apply_gradients(zip(grads, discriminator.trainable_variables))
 
     z = keras.random.normal((batch, latent_dim), seed=seed_generator)
     with tf.GradientTape() as tape:
-        g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(generator(z, training=True), training=True)))
+        fake = generator(z, training=True)
+        if loss == "relativistic":
+            real_g = discriminator(real[(n_critic - 1) * batch:], training=True)
+            fake_g = discriminator(fake, training=True)
+            g_loss = relativistic(fake_g - tf.reduce_mean(real_g), real_g - tf.reduce_mean(fake_g))
+        else:
+            g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(fake, training=True)))
     grads = tape.gradient(g_loss, generator.trainable_variables)
     g_opt.apply_gradients(zip(grads, generator.trainable_variables))
     return {"d_loss": d_loss, "g_loss": g_loss, "d_real": tf.reduce_mean(real_logits),
@@ -85,18 +102,19 @@ def engine_steps(gan: ganframe.GAN, batches: np.ndarray) -> list[dict[str, float
     return metrics
 
 
-def handwritten_steps(gan: ganframe.GAN, batches: np.ndarray) -> list[dict[str, float]]:
+def handwritten_steps(gan: ganframe.GAN, batches: np.ndarray, loss: str) -> list[dict[str, float]]:
     """The hand-written step once per batch, compiled by XLA when the GAN is."""
     step = tf.function(handwritten_step, jit_compile=True) if gan.jit_compile else handwritten_step
     return [
         {name: float(value) for name, value in step(gan.generator, gan.discriminator, tf.constant(real),
                                                       gan.seed_generator, gan.d_optimizer, gan.g_optimizer,
-                                                      gan.latent_dim, gan.n_critic).items()}
+                                                      gan.latent_dim, gan.n_critic, loss).items()}
         for real in batches
     ]
 
 
-def compare_with_handwritten(gan: ganframe.GAN, batches: np.ndarray, mutant: Mutant | None = None) -> None:
+def compare_with_handwritten(gan: ganframe.GAN, batches: np.ndarray, mutant: Mutant | None = None,
+                             loss: str = "nonsaturating") -> None:
     """The engine's steps (with ``mutant`` planted), then the hand-written ones from the same start: assert they agree."""
     variables = training_variables(gan)
     start = training_state(gan)
@@ -107,7 +125,7 @@ def compare_with_handwritten(gan: ganframe.GAN, batches: np.ndarray, mutant: Mut
     after_engine = training_state(gan)
     for key, value in start.items():
         variables[key].assign(value)
-    theirs = handwritten_steps(gan, batches)
+    theirs = handwritten_steps(gan, batches, loss)
     assert_same_state(after_engine, training_state(gan), **TOLERANCE)
     for step, (our, their) in enumerate(zip(ours, theirs, strict=True)):
         assert_same_state({f"step {step} {k}": v for k, v in our.items()},
@@ -133,6 +151,12 @@ def test_sgd_steps_match_handwritten_steps(n_critic, jit):
 def test_adam_steps_match_handwritten_steps(n_critic, jit):
     gan = build(ADAM, n_critic=n_critic, jit=jit)
     compare_with_handwritten(gan, real_batches(3, n_critic, seed=1))
+
+
+def test_relativistic_steps_match_handwritten_steps():
+    """RaSGAN: D's and G's losses read D on both real and fake images, G's on the last critic slice."""
+    gan = build(SGD, n_critic=2, loss="relativistic")
+    compare_with_handwritten(gan, real_batches(3, 2, seed=2), loss="relativistic")
 
 
 def double_the_d_loss(patch: pytest.MonkeyPatch, gan: ganframe.GAN) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 import ganframe
-from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, Penalty, hookimpl
+from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, Penalty, Update, hookimpl
 
 
 class NonSaturatingOptions(Options):
@@ -29,6 +29,15 @@ class NonSaturatingOptions(Options):
         ge=0.0,
         lt=0.5,
         description="One-sided label smoothing: D's target for real images is 1 - label_smoothing.",
+    )
+
+
+class RelativisticOptions(Options):
+    """Options of ``relativistic``."""
+
+    form: Literal["standard", "least_squares", "hinge"] = Field(
+        "standard",
+        description="The loss applied to relativistic outputs: standard (RaSGAN), least_squares (RaLSGAN) or hinge (RaHingeGAN).",
     )
 
 
@@ -145,6 +154,42 @@ class HingeLoss(WassersteinLoss):
         return ops.mean(ops.relu(1.0 - real)) + ops.mean(ops.relu(1.0 + fake))
 
 
+class RelativisticLoss(AdversarialLoss):
+    """Relativistic average GAN (Jolicoeur-Martineau 2019, eqs. 9-10 and the RaLSGAN/RaHinge forms).
+
+    D judges whether a real image is more realistic than the average fake, and a fake than the
+    average real: with C the raw output, D~(x_r) = C(x_r) - E[C(x_f)] and D~(x_f) = C(x_f) - E[C(x_r)].
+    D minimises f1(D~(x_r)) + f2(D~(x_f)); G the same with real and fake swapped, so G's update
+    also reads D's outputs on real images (``generator_sees_real``). Per form, f1 / f2:
+    standard -log sigmoid(y) / -log(1 - sigmoid(y)); least squares (y - 1)^2 / (y + 1)^2;
+    hinge relu(1 - y) / relu(1 + y). Each term is a mean over the batch.
+    """
+
+    generator_sees_real = True
+
+    def __init__(self, form: Literal["standard", "least_squares", "hinge"] = "standard") -> None:
+        self.form = form
+
+    def _pair(self, more_real: Any, less_real: Any) -> Any:
+        """f1 on the outputs that should read as more realistic, f2 on the others."""
+        from keras import ops
+
+        if self.form == "standard":  # -log sigmoid(y) = softplus(-y); -log(1 - sigmoid(y)) = softplus(y)
+            return ops.mean(ops.softplus(-more_real)) + ops.mean(ops.softplus(less_real))
+        if self.form == "least_squares":
+            return ops.mean(ops.square(more_real - 1.0)) + ops.mean(ops.square(less_real + 1.0))
+        return ops.mean(ops.relu(1.0 - more_real)) + ops.mean(ops.relu(1.0 + less_real))
+
+    def update_loss(self, update: Update) -> Any:
+        from keras import ops
+
+        real, fake = _logits(update.real_logits), _logits(update.fake_logits)
+        real_relative, fake_relative = real - ops.mean(fake), fake - ops.mean(real)
+        if update.network == "discriminator":
+            return self._pair(real_relative, fake_relative)
+        return self._pair(fake_relative, real_relative)
+
+
 def _squared_norms(gradients: Any) -> Any:
     """Per-sample squared L2 norms over all non-batch axes, in float32."""
     from keras import ops
@@ -222,6 +267,10 @@ def build_wasserstein(spec: DataSpec, options: NoOptions) -> WassersteinLoss:
     return WassersteinLoss()
 
 
+def build_relativistic(spec: DataSpec, options: RelativisticOptions) -> RelativisticLoss:
+    return RelativisticLoss(options.form)
+
+
 def build_gradient_penalty(spec: DataSpec, options: GradientPenaltyOptions) -> GradientPenalty:
     return GradientPenalty(options.weight)
 
@@ -247,6 +296,12 @@ def ganframe_register_losses(register: Any) -> None:
     register("lsgan", build_lsgan, "Least-squares GAN loss (Mao et al. 2017; targets 0, 1, 1).", NoOptions)
     register("hinge", build_hinge, "Hinge loss (Lim & Ye 2017; SN-GAN): real scores above 1, fake below -1.", NoOptions)
     register("wasserstein", build_wasserstein, "Wasserstein critic loss (WGAN); pair with gradient_penalty.", NoOptions)
+    register(
+        "relativistic",
+        build_relativistic,
+        "Relativistic average loss (RaSGAN; form least_squares: RaLSGAN, hinge: RaHingeGAN).",
+        RelativisticOptions,
+    )
     register(
         "gradient_penalty",
         build_gradient_penalty,

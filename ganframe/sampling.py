@@ -1,0 +1,139 @@
+"""Making images with a trained generator: one sampler for the step, runs, grids, evaluation and health.
+
+:class:`Sampler` owns G's side of the GAN outside the optimizers: G's forward pass (cast to
+float32 under a mixed precision policy; the train step calls it too), the noise and class labels
+drawn from a NumPy generator for sampling, the images a seed gives, sample grids, and the
+generator's exponential moving average (:class:`MovingAverage`), whose weights sampling uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import keras
+import numpy as np
+
+from ganframe.contract import Networks
+from ganframe.errors import ConfigError
+
+
+class MovingAverage:
+    """An exponential moving average of G's trainable weights: ``ema_w = d·ema_w + (1 − d)·w`` after each G update.
+
+    The averages are non-trainable variables (checkpointed as their own group); BatchNorm's moving
+    statistics stay G's own. Every replica computes the same average, so the first replica's write
+    stands for all.
+    """
+
+    def __init__(self, generator: keras.Model, decay: float | None) -> None:
+        if decay is not None and not 0 < decay < 1:
+            raise ConfigError(f"ema must be a decay in (0, 1), e.g. 0.999; got {decay}")
+        self.decay = decay
+        self.tracked = generator.trainable_variables if decay is not None else []
+        #: The average of each tracked variable, in their order; empty without EMA.
+        self.weights = [
+            # from a copy of the value: a Keras variable made from another one's value shares it
+            keras.Variable(variable.numpy(), trainable=False, aggregation="only_first_replica", name=f"ema_{index}")
+            for index, variable in enumerate(self.tracked)
+        ]
+
+    def update(self) -> None:
+        """Move each average towards its variable (inside the compiled step, after G's update)."""
+        for average, weight in zip(self.weights, self.tracked):
+            average.assign(self.decay * average.value + (1 - self.decay) * weight.value)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """While inside, G holds the averages (when kept); its own weights are put back on exit, bit for bit."""
+        own = [np.array(variable.numpy()) for variable in self.tracked]
+        try:
+            for variable, average in zip(self.tracked, self.weights):
+                variable.assign(average.value)
+            yield
+        finally:
+            for variable, value in zip(self.tracked, own):
+                variable.assign(value)
+
+
+class Sampler:
+    """G's inputs and images: the forward pass the step trains, and seeded sampling with the averaged weights."""
+
+    def __init__(self, networks: Networks, num_classes: int | None, *, mixed: bool, ema: float | None) -> None:
+        self.generator = networks.generator
+        self.latent_dim = networks.latent_dim
+        self.output_range = networks.output_range
+        self.conditional = networks.conditional
+        self.num_classes = num_classes
+        self.mixed = mixed
+        self.average = MovingAverage(self.generator, ema)
+
+    def __call__(self, noise: Any, labels: Any, training: bool) -> Any:
+        """G's images for ``noise`` (and class ``labels`` when conditional), float32 whatever G computes in."""
+        images = self.generator([noise, labels] if self.conditional else noise, training=training)
+        return keras.ops.cast(images, "float32") if self.mixed else images
+
+    def random_inputs(self, n: int, seed: keras.random.SeedGenerator) -> tuple[Any, Any]:
+        """G's noise (standard normal) and classes (uniform; None when unconditional) for ``n`` images,
+        drawn inside the train step from ``seed``."""
+        noise = keras.random.normal((n, self.latent_dim), seed=seed)
+        labels = keras.random.randint((n,), 0, self.num_classes, seed=seed) if self.conditional else None
+        return noise, labels
+
+    def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows of G's noise, standard normal, from ``rng``."""
+        return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+
+    def random_labels(self, n: int, rng: np.random.Generator) -> np.ndarray | None:
+        """``n`` classes drawn uniformly from ``rng``, as the step draws G's; None when unconditional."""
+        return rng.integers(0, self.num_classes, n).astype(np.int32) if self.conditional else None
+
+    def labels(self, n: int, labels: Any = None) -> np.ndarray | None:
+        """The labels :meth:`generate` uses for ``n`` images: ``labels`` checked against the classes, as int32,
+        or the default (the classes in turn; None for unconditional networks).
+        """
+        if labels is None:
+            return (np.arange(n) % self.num_classes).astype(np.int32) if self.conditional else None
+        if not self.conditional:
+            raise ConfigError("class labels were given, but this GAN is not conditional: train it with conditional "
+                              "networks (--conditional, arch option conditional = true) to generate chosen classes")
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ConfigError(f"labels must be {n} integer class ids, one per image; got shape {labels.shape}, "
+                              f"dtype {labels.dtype}")
+        wrong = labels[(labels < 0) | (labels >= self.num_classes)]
+        if wrong.size:
+            raise ConfigError(f"class {wrong[0]} is not one of this run's {self.num_classes} classes "
+                              f"(0..{self.num_classes - 1})")
+        return labels.astype(np.int32)
+
+    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256) -> np.ndarray:
+        """``n`` images (N, H, W, C) for noise drawn from ``seed``, with the averaged weights when kept.
+
+        The same seed gives the same images. A conditional G generates class ``labels[i]`` as image
+        ``i`` (default: the classes in turn).
+        """
+        noise = self.noise(n, np.random.default_rng(seed))
+        labels = self.labels(n, labels)
+        chunks = []
+        with self.average.swapped_in():
+            for start in range(0, n, batch_size):
+                batch_labels = None if labels is None else labels[start:start + batch_size]
+                chunks.append(np.asarray(self(noise[start:start + batch_size], batch_labels, training=False)))
+        return np.concatenate(chunks) if chunks else np.zeros((0, *self.generator.output_shape[1:]), np.float32)
+
+    def grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:
+        """``n`` samples in grid order and the grid's columns (None: square).
+
+        A conditional G's grid has one class per row: the ``n`` images share out over the classes
+        as evenly as they go, and a row with one image fewer ends in a blank cell (the lowest value).
+        """
+        if not self.conditional:
+            return self.generate(n, seed=seed), None
+        labels = np.sort(np.arange(n) % self.num_classes).astype(np.int32)
+        images = self.generate(n, seed=seed, labels=labels)
+        columns = -(-n // self.num_classes)
+        grid = np.full((min(n, self.num_classes) * columns, *images.shape[1:]), self.output_range[0], np.float32)
+        within_class = np.arange(n) - np.searchsorted(labels, labels)  # labels are sorted: first index of each class
+        grid[labels * columns + within_class] = images
+        return grid, columns
