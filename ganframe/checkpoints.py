@@ -35,7 +35,7 @@ _TEMPORARY = re.compile(r"^\.(ckpt-\d+|best)\.npz\..*\.tmp$")  # atomic_write's 
 BEST = "best.npz"
 
 #: Groups a checkpoint may lack (written before they existed): their variables keep their values.
-_OPTIONAL = ("guard", "ema", "components")
+_OPTIONAL = ("guard", "ema", "components", "schedules")
 
 
 def _groups(gan: Any) -> dict[str, list[Any]]:
@@ -48,6 +48,7 @@ def _groups(gan: Any) -> dict[str, list[Any]]:
         "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
         "ema": list(gan.ema_weights),  # empty without EMA
         "components": _component_seed_states(gan),
+        "schedules": [gan.schedules[net].scale for net in sorted(gan.schedules)],
     }
 
 

@@ -69,6 +69,23 @@ class OptimizerConfig(_Section):
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
     momentum: float = Field(0.0, ge=0, lt=1)
+    schedule: Literal["constant", "cosine", "linear", "exponential"] = Field(
+        "constant", description="how the learning rate changes over the train steps (docs/config.md)")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear warm-up from learning_rate / warmup_steps")
+    decay_steps: int | None = Field(
+        None, gt=0, description="steps the decay takes after the warm-up (exponential: steps per factor "
+        "decay_rate); default the run's steps")
+    final_learning_rate: float = Field(0.0, ge=0, description="cosine and linear: the rate the decay ends at")
+    decay_rate: float = Field(0.5, gt=0, lt=1, description="exponential: the factor per decay_steps")
+
+    @field_validator("final_learning_rate")
+    @classmethod
+    def _decays(cls, final: float, info: ValidationInfo) -> float:
+        rate = info.data.get("learning_rate")
+        if rate is not None and final > rate:
+            raise PydanticCustomError("final_above_start", "must not exceed learning_rate ({rate}): a schedule decays",
+                                      {"rate": rate})
+        return final
 
 
 class DivergenceConfig(_Section):
@@ -157,6 +174,20 @@ class RunConfig(_Section):
                 "steps_and_epochs", "give steps ({steps}) or epochs ({epochs}), not both", {"steps": info.data["steps"], "epochs": epochs}
             )
         return epochs
+
+    @field_validator("d_optimizer", "g_optimizer")
+    @classmethod
+    def _decay_over_the_run(cls, optimizer: OptimizerConfig, info: ValidationInfo) -> OptimizerConfig:
+        # The decay's length is fixed when the run starts and stored in its config, so a resumed or
+        # extended run keeps the curve it started on.
+        if optimizer.schedule == "constant" or optimizer.decay_steps is not None:
+            return optimizer
+        if info.data.get("epochs") is not None or info.data.get("max_time") is not None:
+            raise PydanticCustomError(
+                "decay_steps", "schedule '{schedule}' needs decay_steps when the run's length is given by epochs or "
+                "max_time (set {field}.decay_steps)", {"schedule": optimizer.schedule, "field": info.field_name})
+        steps = info.data.get("steps") or DEFAULT_STEPS
+        return optimizer.model_copy(update={"decay_steps": steps})
 
     @field_validator("steps_per_execution")
     @classmethod

@@ -132,6 +132,9 @@ class GAN(keras.Model):
         self.ema = ema
         #: The EMA of each of G's trainable variables, in their order; empty without EMA.
         self.ema_weights = self.sampler.average.weights
+        #: The optimizers' learning-rate schedules by network ("d", "g"), where they follow one
+        #: (:mod:`ganframe.schedules`, set by ``ganframe.run.build_gan``); checkpoints keep their scales.
+        self.schedules: dict[str, Any] = {}
 
     def compile(
         self,

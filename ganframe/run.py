@@ -58,6 +58,7 @@ from ganframe.images import save_image_grid
 from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, unreadable_error
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
+from ganframe.schedules import StepSchedule, learning_rate, scale_learning_rate
 from ganframe.python_models import PYTHON_ARCH, check_models_for, check_python_settings, python_models, with_models
 from ganframe.report import SCORES_FILE
 
@@ -176,21 +177,24 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             guard=config.divergence.enabled,
             ema=config.ema,
         )
+        # D's optimizer updates n_critic times per step; its schedule still follows the train step.
+        rates = {"d": learning_rate(config.d_optimizer, config.n_critic), "g": learning_rate(config.g_optimizer, 1)}
+        gan.schedules = {net: rate for net, rate in rates.items() if isinstance(rate, StepSchedule)}
         gan.compile(
-            _optimizer(config.d_optimizer),
-            _optimizer(config.g_optimizer),
+            _optimizer(config.d_optimizer, rates["d"]),
+            _optimizer(config.g_optimizer, rates["g"]),
             jit_compile=config.jit_compile and strategy is None,
             steps_per_execution=config.steps_per_execution,
         )
     return gan
 
 
-def _optimizer(config: Any) -> keras.optimizers.Optimizer:
+def _optimizer(config: Any, rate: float | StepSchedule) -> keras.optimizers.Optimizer:
     if config.name == "adam":
-        return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+        return keras.optimizers.Adam(rate, beta_1=config.beta_1, beta_2=config.beta_2)
     if config.name == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate, momentum=config.momentum)
-    return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        return keras.optimizers.RMSprop(rate, momentum=config.momentum)
+    return keras.optimizers.SGD(rate, momentum=config.momentum)
 
 
 def _absolute_data_dir(config: RunConfig) -> RunConfig:
@@ -528,8 +532,8 @@ def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None,
     if manifest is None and initial is not None:
         restore_arrays(gan, initial)
     _restore_callbacks(gan, manifest)
-    for optimizer in (gan.d_optimizer, gan.g_optimizer):  # after loading: checkpoints hold the rates
-        optimizer.learning_rate.assign(optimizer.learning_rate * lr_factor)
+    for net in ("d", "g"):  # after loading: checkpoints hold the rates and the schedules' scales
+        scale_learning_rate(getattr(gan, f"{net}_optimizer"), gan.schedules.get(net), lr_factor)
     gan.reset_metrics()  # the interval means of the metrics log start again from zero
     for callback in callbacks:  # the wall-time budget is the run's, not each fit's
         if isinstance(callback, TimeBudget) and hasattr(callback, "deadline"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import math
 import os
 import selectors
 import signal
@@ -183,6 +184,21 @@ def test_a_nan_burst_rolls_back_to_the_last_checkpoint_and_recovers(registry, tm
 
     loaded = ganframe.load_run(run.path, registry=registry)  # the lowered learning rates are part of the checkpoint
     assert loaded.step == 16 and float(loaded.gan.g_optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+
+
+def test_a_rollback_lowers_scheduled_learning_rates_and_the_checkpoint_keeps_them(registry, tmp_path):
+    """With a schedule the rate is no variable to lower: the rollback scales the whole curve, and checkpoints keep the scale."""
+    schedule = {"learning_rate": 2e-4, "schedule": "cosine", "decay_steps": 1000}
+    config = guarded_config(tmp_path, penalties={"poison_d": {}}, d_optimizer=schedule, g_optimizer=schedule)
+    run = ganframe.train(config, registry=registry, progress=False, callbacks=[Burst("poison_d", 4, 5)])
+
+    assert run.step == 16 and [r["restored_step"] for r in run.rollbacks] == [4]
+    expected = 0.5 * 2e-4 * 0.5 * (1 + math.cos(math.pi * 16 / 1000))  # x0.5 on the cosine at step 16
+    for net in ("d", "g"):
+        assert float(run.gan.schedules[net].scale.numpy()) == 0.5
+        assert float(getattr(run.gan, f"{net}_optimizer").learning_rate) == pytest.approx(expected, rel=1e-6)
+    loaded = ganframe.load_run(run.path, registry=registry)
+    assert float(loaded.gan.schedules["g"].scale.numpy()) == 0.5
 
 
 def test_persistent_nan_gives_up_after_max_rollbacks_naming_step_network_and_value(registry, tmp_path, capsys):

@@ -19,26 +19,11 @@ from tensorboard.util import tensor_util
 
 import ganframe
 from ganframe.images import image_grid
-from tinyrun import tiny_config
+from tinyrun import curve, read_events, tiny_config
 
 SEED = 3  # tiny_config's
 D_RATE, G_RATE = 3e-4, 1e-4
 LOSSES = {"loss/d_loss": "d_loss", "loss/g_loss": "g_loss", "d_output/d_real": "d_real", "d_output/d_fake": "d_fake"}
-
-
-def read_events(run_dir: Path) -> plugin_event_accumulator.EventAccumulator:
-    """Every event of the run's event files, none sampled away, as TensorBoard loads them."""
-    events = plugin_event_accumulator.EventAccumulator(
-        str(run_dir / "tensorboard"), size_guidance=plugin_event_accumulator.STORE_EVERYTHING_SIZE_GUIDANCE)
-    events.Reload()
-    return events
-
-
-def curve(events: plugin_event_accumulator.EventAccumulator, tag: str) -> tuple[list[int], list[float]]:
-    """A scalar tag's steps and values, after checking that TensorBoard's scalars dashboard claims it."""
-    assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars", tag
-    points = events.Tensors(tag)
-    return [point.step for point in points], [float(tensor_util.make_ndarray(point.tensor_proto)) for point in points]
 
 
 def csv_columns(path: Path) -> tuple[list[int], dict[str, list[float]]]:

@@ -52,6 +52,7 @@ def training_variables(gan: Any) -> dict[str, Any]:
         "seed": [gan.seed_generator.state],
         "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
         "ema": gan.ema_weights,
+        "schedules": [gan.schedules[net].scale for net in sorted(gan.schedules)],  # learning-rate scales
     }
     return {f"{group}/{index:03d} {_NAME_COUNTER.sub('', variable.path)}": variable
             for group, variables in groups.items() for index, variable in enumerate(variables)}
@@ -67,3 +68,22 @@ def assert_same_state(actual: dict[str, Any], expected: dict[str, Any], rtol: fl
     assert sorted(actual) == sorted(expected), "the states hold different variables"
     for key, value in expected.items():
         np.testing.assert_allclose(np.asarray(actual[key]), np.asarray(value), rtol=rtol, atol=atol, err_msg=key)
+
+
+def read_events(run_dir: Path) -> Any:
+    """Every event of the run's TensorBoard files, none sampled away, as TensorBoard loads them (an EventAccumulator)."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    events = plugin_event_accumulator.EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance=plugin_event_accumulator.STORE_EVERYTHING_SIZE_GUIDANCE)
+    events.Reload()
+    return events
+
+
+def curve(events: Any, tag: str) -> tuple[list[int], list[float]]:
+    """A scalar tag's steps and values, after checking that TensorBoard's scalars dashboard claims it."""
+    from tensorboard.util import tensor_util
+
+    assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars", tag
+    points = events.Tensors(tag)
+    return [point.step for point in points], [float(tensor_util.make_ndarray(point.tensor_proto)) for point in points]
