@@ -129,6 +129,10 @@ class Registry:
             message += f"\nnote: these plugins failed to load (see `ganframe plugins`): {', '.join(failed)}"
         raise UnknownComponentError(message)
 
+    def describe(self, kind: str, name: str) -> str:
+        """How messages name a component: ``architecture 'dense' (plugin 'builtin.archs')``."""
+        return f"{kind} {name!r} (plugin {self.get(kind, name).plugin!r})"
+
     def options(self, kind: str, name: str, options: dict[str, Any] | None) -> Options:
         """Validate user options with the component's own model; errors name component and plugin."""
         component = self.get(kind, name)
@@ -149,7 +153,7 @@ class Registry:
         """
         validated = self.options(kind, name, options)
         component = self.get(kind, name)
-        where = f"{kind} {name!r} (plugin {component.plugin!r})"
+        where = self.describe(kind, name)
         try:
             built = component.factory(*args, validated)
         except InvalidImageData as error:

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe import __version__
+from ganframe.checks import check_before_training
 from ganframe.checkpoints import (
     BEST,
     latest_checkpoint,
@@ -186,6 +187,9 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             jit_compile=config.jit_compile and strategy is None,
             steps_per_execution=config.steps_per_execution,
         )
+        check_before_training(gan, spec, registry.describe("architecture", config.arch),
+                              registry.describe("loss", config.loss),
+                              [(registry.describe("loss", name), penalty) for name, penalty in zip(config.penalties, penalties)])
     return gan
 
 

@@ -228,6 +228,36 @@ def raising_factory_plugin(scene: Scene) -> None:
         "explodes", lambda spec, options: 1 / 0, "Raises while building."))
 
 
+def faulty_networks(spec: ganframe.DataSpec, *, activation: str | None = "sigmoid", logits: int = 1) -> ganframe.Networks:
+    """Dense networks a few weights wide that declare [0, 1] images: G's last ``activation`` and D's ``logits`` as given."""
+    import keras
+
+    generator = keras.Sequential([keras.Input((4,)), keras.layers.Dense(spec.size, activation=activation),
+                                  keras.layers.Reshape(spec.shape)])
+    discriminator = keras.Sequential([keras.Input(spec.shape), keras.layers.Flatten(), keras.layers.Dense(logits)])
+    return ganframe.Networks(generator, discriminator, latent_dim=4, output_range=(0.0, 1.0))
+
+
+def faulty_architecture(name: str, **fault: Any) -> Callable[[Scene], None]:
+    return lambda scene: scene.plugin(name, ganframe_register_architectures=lambda register: register(
+        name, lambda spec, options: faulty_networks(spec, **fault), "A faulty architecture."))
+
+
+class PerImageLoss(ganframe.AdversarialLoss):
+    """D's and G's losses per image, not their means."""
+
+    def discriminator_loss(self, real_logits: Any, fake_logits: Any) -> Any:
+        return real_logits - fake_logits
+
+    def generator_loss(self, fake_logits: Any) -> Any:
+        return -fake_logits
+
+
+def per_image_loss(scene: Scene) -> None:
+    scene.plugin("perimage", ganframe_register_losses=lambda register: register(
+        "perimage", lambda spec, options: PerImageLoss(), "Forgets the mean."))
+
+
 def full_disk_on_resume(scene: Scene) -> None:
     scene.run()
     scene.full_disk("ckpt-000000004")
@@ -423,6 +453,15 @@ ROWS = [
         ("architecture 'hollow' (plugin 'hollow')", "returned nonetype, expected networks"), wrong_type_plugin),
     Row("plugin-factory-raises", train("--data", "digits", "--arch", "explodes"), 1,
         ("architecture 'explodes' (plugin 'explodes') failed to build", "zerodivisionerror"), raising_factory_plugin),
+    Row("generator-leaves-its-range", train("--data", "digits", "--arch", "stretch"), 2,
+        ("architecture 'stretch' (plugin 'stretch')", "outside the range it declares, [0, 1]", "sigmoid"),
+        faulty_architecture("stretch", activation=None)),
+    Row("discriminator-not-one-logit", train("--data", "digits", "--arch", "fourfold"), 2,
+        ("architecture 'fourfold' (plugin 'fourfold')", "discriminator returned shape (4, 4)", "one raw logit per image"),
+        faulty_architecture("fourfold", logits=4)),
+    Row("loss-not-a-scalar", tiny("--data", "digits", "--loss", "perimage"), 2,
+        ("loss 'perimage' (plugin 'perimage')", "the discriminator's loss has shape (4, 1)", "expected a scalar"),
+        per_image_loss),
     # -- sample and export
     Row("sample-bad-extension", ("sample", "RUN", "--out", "grid.jpg"), 2, ("grid.jpg", "must be .png")),
     Row("sample-out-is-a-directory", ("sample", "RUN", "--out", "grid.png"), 2, ("'grid.png' is a directory",),

@@ -86,12 +86,20 @@ def test_own_models_train_and_the_run_records_where_they_came_from(tmp_path):
 
 
 def test_output_range_comes_from_the_argument_when_the_activation_does_not_tell(tmp_path):
+    # hard_sigmoid maps into [0, 1], but ganframe reads only sigmoid and tanh from a model
     with pytest.raises(ganframe.ConfigError, match=r"pass output_range=\(low, high\)"):
-        ganframe.train({**SHORT, "out": str(tmp_path / "a")}, generator=generator(activation="linear"),
+        ganframe.train({**SHORT, "out": str(tmp_path / "a")}, generator=generator(activation="hard_sigmoid"),
                        discriminator=discriminator())
-    run = ganframe.train({**SHORT, "out": str(tmp_path / "b"), "steps": 1}, generator=generator(activation="linear"),
+    run = ganframe.train({**SHORT, "out": str(tmp_path / "b"), "steps": 1}, generator=generator(activation="hard_sigmoid"),
                          discriminator=discriminator(), output_range=(0, 1), progress=False)
     assert run.gan.output_range == (0.0, 1.0)
+
+
+def test_a_generator_outside_the_range_given_is_refused_before_training(tmp_path):
+    with pytest.raises(ganframe.ConfigError, match=r"architecture 'python' .*outside the range it declares, \[0, 1\]"):
+        ganframe.train({**SHORT, "out": str(tmp_path / "a")}, generator=generator(activation="linear"),
+                       discriminator=discriminator(), output_range=(0, 1))
+    assert not (tmp_path / "a").exists()
 
 
 def generator_weights(state: dict[str, np.ndarray]) -> list[np.ndarray]:
