@@ -31,8 +31,14 @@ def check_before_training(gan: Any, spec: DataSpec, architecture: str, loss: str
     """
     rng = np.random.default_rng(0)
     sampler = gan.sampler
+    condition = None
+    if sampler.takes_condition:
+        if spec.condition_shape is None:
+            raise ConfigError(f"{architecture} takes a condition with each image, but the data set has none "
+                              "(DataSpec.condition_shape): train it on paired data")
+        condition = rng.standard_normal((PROBE, *spec.condition_shape)).astype(np.float32)
     noise, fake_labels = sampler.noise(PROBE, rng), sampler.random_labels(PROBE, rng)
-    fake = np.asarray(sampler(noise, fake_labels, training=False))
+    fake = np.asarray(sampler(noise, fake_labels, training=False, condition=condition))
     if fake.shape[1:] != tuple(spec.shape):
         raise ConfigError(f"{architecture}: its generator made images of shape {fake.shape[1:]}, but the data's are "
                           f"{tuple(spec.shape)}")
@@ -45,7 +51,8 @@ def check_before_training(gan: Any, spec: DataSpec, architecture: str, loss: str
 
     real = rng.uniform(low, high, fake.shape).astype(np.float32)
     labels = sampler.random_labels(PROBE, rng)
-    real_logits, fake_logits = gan.discriminate(real, labels, training=False), gan.discriminate(fake, fake_labels, training=False)
+    real_logits = gan.discriminate(real, labels, condition, training=False)
+    fake_logits = gan.discriminate(fake, fake_labels, condition, training=False)
     shape = tuple(real_logits.shape)
     if shape != (PROBE, 1):
         raise ConfigError(f"{architecture}: its discriminator returned shape {shape} for {PROBE} images, expected "
@@ -54,8 +61,8 @@ def check_before_training(gan: Any, spec: DataSpec, architecture: str, loss: str
     def update(network: str) -> Update:
         critic_labels = labels if network == "discriminator" else fake_labels
         return Update(network=network, real=real, fake=fake, real_logits=real_logits, fake_logits=fake_logits,
-                      labels=labels, fake_labels=fake_labels, step=np.int64(0),
-                      critic=lambda images: gan.discriminate(images, critic_labels, training=False))
+                      labels=labels, fake_labels=fake_labels, step=np.int64(0), condition=condition,
+                      critic=lambda images: gan.discriminate(images, critic_labels, condition, training=False))
 
     checks = [(loss, f"the {network}'s loss", gan.adversarial_loss, network) for network in ("discriminator", "generator")]
     checks += [(name, "the penalty", penalty, penalty.applies_to) for name, penalty in penalties]

@@ -36,7 +36,7 @@ from ganframe.errors import DataError
 #: Version of the plugin contract. The major number changes when a factory's
 #: arguments or return type change incompatibly, the minor when something is added
 #: (1.1: a dataset may return a :class:`DataSource`; 1.2: losses and penalties may read the whole
-#: :class:`Update`); plugins may check it.
+#: :class:`Update`, and data may pair each image with a condition that networks take); plugins may check it.
 CONTRACT_VERSION = "1.2"
 
 #: Component kinds, in the order ``ganframe plugins`` lists them.
@@ -61,11 +61,14 @@ class DataSpec:
 
     ``shape`` is (height, width, channels); ``value_range`` is the closed interval
     the pixel values lie in; ``num_classes`` is None for unlabelled data.
+    ``condition_shape`` is the shape of the float32 condition each example carries besides its
+    image (an input image for image-to-image translation, a vector for an embedding), or None.
     """
 
     shape: tuple[int, int, int]
     value_range: tuple[float, float] = (0.0, 1.0)
     num_classes: int | None = None
+    condition_shape: tuple[int, ...] | None = None
 
     @property
     def height(self) -> int:
@@ -106,7 +109,8 @@ class ImageData:
     """A whole data set in memory: float32 images (N, H, W, C) within ``spec.value_range``.
 
     ``labels`` are class ids (N,) in ``[0, spec.num_classes)``, or None; any integer dtype is
-    accepted (numpy's default int64 included) and stored as int32. Construction checks the
+    accepted (numpy's default int64 included) and stored as int32. ``conditions`` are the examples'
+    conditions, float32 (N, *spec.condition_shape), when the spec declares them. Construction checks the
     arrays against the spec, so a dataset plugin cannot hand over a mismatch: a problem raises
     :class:`InvalidImageData`, which a run reports under the dataset's and its plugin's name.
     """
@@ -115,6 +119,7 @@ class ImageData:
     labels: np.ndarray | None
     spec: DataSpec
     name: str = "data"
+    conditions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -136,8 +141,9 @@ class ImageData:
         if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
             return (f"pixel values span [{images.min():g}, {images.max():g}], "
                     f"outside the declared range [{low:g}, {high:g}]")
-        if self.labels is None:
-            return None
+        problem = self._condition_problem()
+        if problem is not None or self.labels is None:
+            return problem
         labels = np.asarray(self.labels)
         if labels.shape != (images.shape[0],):
             return f"labels have shape {labels.shape}, expected ({images.shape[0]},): one class id per image"
@@ -148,6 +154,22 @@ class ImageData:
         if labels.min() < 0 or labels.max() >= self.spec.num_classes:
             return (f"labels span [{labels.min()}, {labels.max()}], but class ids must lie in "
                     f"[0, {self.spec.num_classes - 1}] (spec.num_classes = {self.spec.num_classes})")
+        return None
+
+    def _condition_problem(self) -> str | None:
+        """What is wrong with the conditions, or None."""
+        shape = self.spec.condition_shape
+        if self.conditions is None:
+            return None if shape is None else f"the spec declares conditions of shape {tuple(shape)}, but none are given"
+        if shape is None:
+            return "conditions are given but the spec has no condition_shape"
+        expected = (self.images.shape[0], *shape)
+        if tuple(self.conditions.shape) != expected:
+            return f"conditions have shape {tuple(self.conditions.shape)}, expected {expected}: one per image"
+        if self.conditions.dtype != np.float32:
+            return f"conditions must be float32, got {self.conditions.dtype}"
+        if not np.isfinite(self.conditions).all():
+            return "conditions hold values that are not finite"
         return None
 
     def __len__(self) -> int:
@@ -183,7 +205,8 @@ class DataSource(abc.ABC):
 
         Returns ``image`` (H, W, C): uint8 holding 0..255, which the pipeline maps onto
         ``spec.value_range`` after batching (so batches travel as bytes), or float32 already in that
-        range; and ``label``, an int32 scalar, when ``spec.num_classes`` is set.
+        range; ``label``, an int32 scalar, when ``spec.num_classes`` is set; and ``condition``, float32
+        of ``spec.condition_shape``, when the spec declares one.
         """
 
     def describe(self, index: int) -> str:
@@ -198,6 +221,11 @@ class Networks:
     ``output_range`` is the interval G's output lies in (its last activation); the
     engine refuses data whose value range differs. Conditional networks take
     ``[inputs, labels]`` and are marked ``conditional=True``.
+
+    ``takes_condition=True``: both networks also take the example's condition (of the data's
+    ``condition_shape``): G's inputs are, in this order and each only where it applies, the noise
+    (none when ``latent_dim`` is 0), the condition, the labels; D's the images, the condition, the
+    labels. A single input is passed as a tensor, several as a list.
     """
 
     generator: Any
@@ -205,6 +233,7 @@ class Networks:
     latent_dim: int
     output_range: tuple[float, float]
     conditional: bool = False
+    takes_condition: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,7 +245,10 @@ class Update:
     update's slice of real images; ``real_logits`` is computed there only when the loss asks for
     it (:attr:`AdversarialLoss.generator_sees_real`), else None. ``labels`` are the real images'
     classes and ``fake_labels`` the classes G was asked for (None for unconditional networks): G
-    draws its own classes, so the two are not paired. ``critic`` is D as a function of images
+    draws its own classes, so the two are not paired. ``condition`` is the examples' condition when
+    the networks take one (else None): ``fake`` is G's output for it and ``real`` the image paired
+    with it, in both networks' updates (G's uses the last critic slice's examples), so a
+    reconstruction term compares ``fake`` with ``real``. ``critic`` is D as a function of images
     alone (augmentations applied, training mode; bound to ``labels`` in D's update, to
     ``fake_labels`` in G's), for penalties that take D's input gradients. ``step`` counts the
     generator updates done before this one (an int64 tensor): what a schedule reads.
@@ -231,6 +263,7 @@ class Update:
     fake_labels: Any
     critic: Callable[[Any], Any]
     step: Any
+    condition: Any = None
 
 
 class AdversarialLoss(abc.ABC):

@@ -206,21 +206,22 @@ class GAN(keras.Model):
 
     # -- the step ---------------------------------------------------------------------------
 
-    def _unpack(self, data: Any) -> tuple[Any, Any, Any, Any]:
-        """(real, labels, noise, noise labels) of one step, each ``n_critic`` (noise: ``n_critic + 1``)
-        slices of the batch stacked along the first axis; noise None when the engine draws it.
+    def _unpack(self, data: Any) -> tuple[dict[str, Any], Any, Any]:
+        """(examples, noise, noise labels) of one step: ``examples`` holds ``image`` and, where the data has
+        them, ``label`` and ``condition``, each ``n_critic`` slices stacked along the first axis; the noise
+        ``n_critic + 1`` slices, or None when the engine draws it.
         """
         if isinstance(data, dict) and "noise" in data:
-            return tuple(data.get(key) for key in ("image", "label", "noise", "noise_label"))
+            return _examples(data), data["noise"], data.get("noise_label")
         if tf.distribute.get_replica_context().num_replicas_in_sync > 1:
             raise ConfigError(
                 "under a tf.distribute strategy the data must carry the noise (ganframe.pipeline.make_dataset "
                 "with noise=gan.noise_spec and the strategy): the engine's mirrored seed generator would give every replica the same noise"
             )
         if isinstance(data, dict):  # the pipeline's batch
-            return data["image"], data.get("label"), None, None
+            return _examples(data), None, None
         real, labels = (data if isinstance(data, tuple) else (data, None))[:2]  # arrays passed to fit by hand
-        return real, labels, None, None
+        return _examples({"image": real, "label": labels}), None, None
 
     def _noise(self, batch_size: int, index: int, noise_all: Any = None, labels_all: Any = None) -> tuple[Any, Any]:
         """Update ``index``'s noise (and labels): its slice of the data's, else fresh from the seed generator."""
@@ -229,29 +230,33 @@ class GAN(keras.Model):
             return noise_all[rows], None if labels_all is None else labels_all[rows]
         return self.sampler.random_inputs(batch_size, self.seed_generator)
 
-    def discriminate(self, images: Any, labels: Any, training: bool = True) -> Any:
-        """D's raw outputs on ``images`` (and their class ``labels`` when conditional), float32."""
-        logits = self.discriminator([images, labels] if self.conditional else images, training=training)
+    def discriminate(self, images: Any, labels: Any, condition: Any = None, training: bool = True) -> Any:
+        """D's raw outputs on ``images``, given their ``condition`` and class ``labels`` where D takes them, float32."""
+        inputs = [value for value, used in ((images, True), (condition, self.sampler.takes_condition),
+                                            (labels, self.conditional)) if used]
+        logits = self.discriminator(inputs[0] if len(inputs) == 1 else inputs, training=training)
         return keras.ops.cast(logits, "float32") if self.mixed else logits
 
-    def _critic(self, labels: Any) -> Callable[[Any], Any]:
-        """D as a function of images alone: augmentations applied, labels bound, training mode."""
+    def _critic(self, labels: Any, condition: Any) -> Callable[[Any], Any]:
+        """D as a function of images alone: augmentations applied, labels and condition bound, training mode."""
 
         def critic(images: Any) -> Any:
             for augment in self.augmentations:
                 images = augment(images, self.seed_generator)
-            return self.discriminate(images, labels)
+            return self.discriminate(images, labels, condition)
 
         return critic
 
-    def _forward(self, network: str, real: Any, labels: Any, noise: Any, fake_labels: Any, step: Any) -> Update:
-        """G's images for ``noise`` and D's outputs on them, and on ``real`` where the update's loss reads them."""
-        fake = self.sampler(noise, fake_labels, training=True)
+    def _forward(self, network: str, examples: dict[str, Any], noise: Any, fake_labels: Any, step: Any) -> Update:
+        """G's images for ``noise`` (and the examples' condition) and D's outputs on them, and on the real
+        images where the update's loss reads them."""
+        real, labels, condition = examples["image"], examples.get("label"), examples.get("condition")
+        fake = self.sampler(noise, fake_labels, training=True, condition=condition)
         for_d = network == "discriminator"
-        real_logits = self._critic(labels)(real) if for_d or self.adversarial_loss.generator_sees_real else None
+        real_logits = self._critic(labels, condition)(real) if for_d or self.adversarial_loss.generator_sees_real else None
         return Update(network=network, real=real, fake=fake, real_logits=real_logits,
-                      fake_logits=self._critic(fake_labels)(fake), labels=labels, fake_labels=fake_labels,
-                      critic=self._critic(labels if for_d else fake_labels), step=step)
+                      fake_logits=self._critic(fake_labels, condition)(fake), labels=labels, fake_labels=fake_labels,
+                      critic=self._critic(labels if for_d else fake_labels, condition), step=step, condition=condition)
 
     def _loss(self, update: Update, penalties: Sequence[Penalty]) -> Any:
         """The adversarial loss of ``update`` plus its network's penalties."""
@@ -261,24 +266,23 @@ class GAN(keras.Model):
         return loss
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        real_all, labels_all, noise_all, noise_labels_all = self._unpack(data)
-        batch_size = real_all.shape[0] // self.n_critic
+        batch, noise_all, noise_labels_all = self._unpack(data)
+        batch_size = batch["image"].shape[0] // self.n_critic
 
         step = self.g_optimizer.iterations.value  # G updates done: what schedules read
         for i in range(self.n_critic):
-            real = real_all[i * batch_size:(i + 1) * batch_size]
-            real_labels = None if labels_all is None else labels_all[i * batch_size:(i + 1) * batch_size]
+            examples = {key: values[i * batch_size:(i + 1) * batch_size] for key, values in batch.items()}
             noise, fake_labels = self._noise(batch_size, i, noise_all, noise_labels_all)
             statistics = self.updates.statistics((self.generator, self.discriminator))
             with tf.GradientTape() as tape:
-                d_update = self._forward("discriminator", real, real_labels, noise, fake_labels, step)
+                d_update = self._forward("discriminator", examples, noise, fake_labels, step)
                 d_loss = self._loss(d_update, self.d_penalties)
             self.updates.apply("d", self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables, statistics, step)
 
         noise, fake_labels = self._noise(batch_size, self.n_critic, noise_all, noise_labels_all)
         statistics = self.updates.statistics((self.generator, self.discriminator))
         with tf.GradientTape() as tape:
-            g_update = self._forward("generator", real, real_labels, noise, fake_labels, step)
+            g_update = self._forward("generator", examples, noise, fake_labels, step)  # the last slice's examples
             g_loss = self._loss(g_update, self.g_penalties)
         self.updates.apply("g", self.g_optimizer, g_loss, tape, self.generator.trainable_variables, statistics, step)
         if self.ema is not None:
@@ -313,9 +317,10 @@ class GAN(keras.Model):
         """While inside, G holds the weights sampling uses: its EMA when the GAN keeps one, else its own."""
         return self.sampler.average.swapped_in()
 
-    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256) -> np.ndarray:
+    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256,
+                 conditions: Any = None) -> np.ndarray:
         """``n`` images for noise drawn from ``seed`` (:meth:`ganframe.sampling.Sampler.generate`)."""
-        return self.sampler.generate(n, seed, labels, batch_size)
+        return self.sampler.generate(n, seed, labels, batch_size, conditions)
 
     def sample_labels(self, n: int, labels: Any = None) -> np.ndarray | None:
         """The labels ``generate`` uses for ``n`` images (:meth:`ganframe.sampling.Sampler.labels`)."""
@@ -324,6 +329,11 @@ class GAN(keras.Model):
     def sample_grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:
         """``n`` samples in grid order and the grid's columns (:meth:`ganframe.sampling.Sampler.grid`)."""
         return self.sampler.grid(n, seed)
+
+
+def _examples(batch: dict[str, Any]) -> dict[str, Any]:
+    """The real examples of a batch: ``image``, and ``label`` and ``condition`` where present."""
+    return {key: batch[key] for key in ("image", "label", "condition") if batch.get(key) is not None}
 
 
 def _mean_over_replicas(value: Any) -> Any:

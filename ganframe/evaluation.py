@@ -67,7 +67,9 @@ class Evaluator(keras.callbacks.Callback):
         self.config = config
         self.seed = seed
         count = min(config.samples, len(real))
-        self.real = take(real, np.random.default_rng(seed).choice(len(real), count, replace=False)).images
+        reference = take(real, np.random.default_rng(seed).choice(len(real), count, replace=False))
+        #: The real images, and their conditions, which G translates, for a G that takes one (else None).
+        self.real, self.conditions = reference.images, reference.conditions
         self.log = CsvLog(run_dir / "evaluations.csv")
         self.checkpoints = run_dir / "checkpoints"
         self.best: float | None = None
@@ -93,7 +95,9 @@ class Evaluator(keras.callbacks.Callback):
 
     def score(self) -> tuple[dict[str, float], dict[str, bool]]:
         """Every metric's values on fresh samples from fixed noise, and whether higher is better for each."""
-        return compute_scores(self.metrics, self.real, self.model.generate(len(self.real), seed=self.seed + 1))
+        conditions = self.conditions if self.model.sampler.takes_condition else None
+        fake = self.model.generate(len(self.real), seed=self.seed + 1, conditions=conditions)
+        return compute_scores(self.metrics, self.real, fake)
 
     def write_protocol(self) -> None:
         """``evaluations.json``: what the scores in ``evaluations.csv`` depend on."""

@@ -268,7 +268,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self.seed = context.seed
         count = min(config.samples, len(data))
         real = take(data, np.random.default_rng(context.seed).choice(len(data), count, replace=False))
-        self.real, self.real_labels = real.images, real.labels
+        self.real, self.real_labels, self.real_conditions = real.images, real.labels, real.conditions
         self.real_distance = mean_pairwise_distance(self.real)
         self.classes = _classifier(context.spec, registry)
         self.real_coverage = None if self.classes is None else effective_classes(self.classes(self.real))[0]
@@ -300,21 +300,21 @@ class HealthMonitor(keras.callbacks.Callback):
         return tuple([np.array(v.numpy()) for v in net.trainable_variables]
                      for net in (self.model.discriminator, self.model.generator))
 
-    def _measure(self, real: Any, real_labels: Any, noise: Any, fake_labels: Any) -> tuple[Any, ...]:
+    def _measure(self, real: Any, real_labels: Any, noise: Any, fake_labels: Any, condition: Any) -> tuple[Any, ...]:
         """D's raw outputs on real and generated images, the generated images, and both losses' gradient norms."""
         gan = self.model
         loss: AdversarialLoss = gan.adversarial_loss
 
         def update(network: str, labels: Any) -> Update:  # as the step shows it to the loss
             return Update(network=network, real=real, fake=fake, real_logits=real_out, fake_logits=fake_out,
-                          labels=real_labels, fake_labels=fake_labels,
-                          critic=lambda x: gan.discriminate(x, labels, training=False),
+                          labels=real_labels, fake_labels=fake_labels, condition=condition,
+                          critic=lambda x: gan.discriminate(x, labels, condition, training=False),
                           step=gan.g_optimizer.iterations.value)
 
         with tf.GradientTape(persistent=True) as tape:
-            fake = gan.sampler(noise, fake_labels, training=False)
-            real_out = gan.discriminate(real, real_labels, training=False)
-            fake_out = gan.discriminate(fake, fake_labels, training=False)
+            fake = gan.sampler(noise, fake_labels, training=False, condition=condition)
+            real_out = gan.discriminate(real, real_labels, condition, training=False)
+            fake_out = gan.discriminate(fake, fake_labels, condition, training=False)
             d_loss = loss.update_loss(update("discriminator", real_labels))
             g_loss = loss.update_loss(update("generator", fake_labels))
         d_norm = tf.linalg.global_norm(tape.gradient(d_loss, gan.discriminator.trainable_variables))
@@ -329,7 +329,8 @@ class HealthMonitor(keras.callbacks.Callback):
         noise = gan.sampler.noise(len(self.real), rng)
         fake_labels = gan.sampler.random_labels(len(self.real), rng)
         real_out, fake_out, fake, d_norm, g_norm = (np.asarray(value, np.float64) for value in self.measure(
-            self.real, self.real_labels if gan.conditional else None, noise, fake_labels))
+            self.real, self.real_labels if gan.conditional else None, noise, fake_labels,
+            self.real_conditions if gan.sampler.takes_condition else None))
         boundary = float(gan.adversarial_loss.decision_boundary)
         coverage = None
         if self.classes is not None:

@@ -2,7 +2,8 @@
 as a seeded, endless ``tf.data`` stream of batches.
 
 Each element is one train step's batch as a dict: ``image`` holds ``n_critic`` slices of
-``batch_size`` real images, ``label`` their class ids when the data has them. Which example
+``batch_size`` real images, ``label`` their class ids and ``condition`` their conditions when the
+data has them. Which example
 comes at which position is a pure function of (seed, epoch): epoch ``e`` is the permutation of
 the data set's indices seeded by ``(seed, e)`` (:func:`example_order`). A run resumed at step
 N therefore starts reading at step N's examples directly, without reading the N steps before
@@ -108,16 +109,16 @@ def take(data: Data, indices: np.ndarray) -> ImageData:
     indices = np.asarray(indices, np.int64)
     if isinstance(data, ImageData):
         return ImageData(data.images[indices], None if data.labels is None else data.labels[indices],
-                         data.spec, data.name)
+                         data.spec, data.name, None if data.conditions is None else data.conditions[indices])
     examples = _read_each(data, tf.data.Dataset.from_tensor_slices({"index": indices})).batch(256).map(
         functools.partial(_to_range, data.spec.value_range))
     try:
         batches = list(examples.as_numpy_iterator())
     except tf.errors.InvalidArgumentError as error:
         raise unreadable_error(data, indices, error) from None
-    images = np.concatenate([batch["image"] for batch in batches])
-    labels = np.concatenate([batch["label"] for batch in batches]) if "label" in batches[0] else None
-    return ImageData(images, labels, data.spec, data.name)
+    images, labels, conditions = (np.concatenate([batch[key] for batch in batches]) if key in batches[0] else None
+                                  for key in ("image", "label", "condition"))
+    return ImageData(images, labels, data.spec, data.name, conditions)
 
 
 def step_indices(size: int, seed: int, per_step: int, step: int, steps: int) -> np.ndarray:
@@ -170,6 +171,8 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
         arrays = {"image": tf.constant(data.images)}
         if data.labels is not None:
             arrays["label"] = tf.constant(data.labels)
+        if data.conditions is not None:
+            arrays["condition"] = tf.constant(data.conditions)
         batches = steps.map(lambda element: {**element, **{key: tf.gather(values, element["index"])
                                                            for key, values in arrays.items()}})
     else:

@@ -56,7 +56,7 @@ from ganframe.evaluation import Evaluator
 from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
-from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, unreadable_error
+from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, take, unreadable_error
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
 from ganframe.schedules import StepSchedule, learning_rate, scale_learning_rate
@@ -70,6 +70,8 @@ RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evalu
 #: Steps after the one a read error stopped at whose examples are searched for the culprit: the
 #: pipeline reads ahead of the step by its prefetch buffer and parallel reads.
 READ_AHEAD_STEPS = 64
+#: Conditions of the data a run keeps for sample grids, when its generator takes one.
+SAMPLE_CONDITIONS = 256
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
@@ -98,12 +100,14 @@ class Run:
     def step(self) -> int:
         return self.gan.global_step
 
-    def generate(self, n: int, seed: int = 0, labels: Any = None) -> np.ndarray:
+    def generate(self, n: int, seed: int = 0, labels: Any = None, conditions: Any = None) -> np.ndarray:
         """``n`` images within the data's value range; the same seed gives the same images.
 
-        A conditional run generates class ``labels[i]`` as image ``i`` (default: the classes in turn).
+        A conditional run generates class ``labels[i]`` as image ``i`` (default: the classes in turn);
+        a run whose generator takes a condition, image ``i`` from ``conditions[i]`` (default: the
+        data's conditions the run keeps for its grids, while it trains).
         """
-        return self.gan.generate(n, seed=seed, labels=labels)
+        return self.gan.generate(n, seed=seed, labels=labels, conditions=conditions)
 
     def save_samples(self, out: str | Path, n: int = 64, seed: int = 0, label: int | None = None) -> Path:
         """A PNG grid (``.png``) or the raw float32 array (``.npz``, key ``images``; ``labels`` if conditional).
@@ -295,7 +299,8 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry, rollbacks: 
         "keras": keras.__version__,
         "python": platform.python_version(),
         "plugins": plugins,
-        "spec": {"shape": list(spec.shape), "value_range": list(spec.value_range), "num_classes": spec.num_classes},
+        "spec": {"shape": list(spec.shape), "value_range": list(spec.value_range), "num_classes": spec.num_classes,
+                 "condition_shape": None if spec.condition_shape is None else list(spec.condition_shape)},
         "rollbacks": list(rollbacks),
     }
 
@@ -391,6 +396,9 @@ def train(
     keras.utils.set_random_seed(config.seed)
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
     gan = build_gan(config, data.spec, registry)
+    if gan.sampler.takes_condition:  # what sample grids translate: a seeded sample of the data's conditions
+        picked = np.random.default_rng(config.seed).choice(len(data), min(SAMPLE_CONDITIONS, len(data)), replace=False)
+        gan.sampler.conditions = take(data, picked).conditions
     metrics = {name: registry.build("metric", name, options, data.spec) for name, options in config.metrics.items()}
     check_batch(data, config.batch_size, config.n_critic)
     total = config.total_steps(len(data))
@@ -560,7 +568,9 @@ def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry
     registry = with_models(registry or get_registry(), models)
     try:
         meta = json.loads((path / "run.json").read_text())
-        spec = DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"])
+        condition = meta["spec"].get("condition_shape")  # absent from runs written before conditions existed
+        spec = DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"],
+                        None if condition is None else tuple(condition))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
     keras.utils.set_random_seed(config.seed)

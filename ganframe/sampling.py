@@ -64,13 +64,20 @@ class Sampler:
         self.latent_dim = networks.latent_dim
         self.output_range = networks.output_range
         self.conditional = networks.conditional
+        self.takes_condition = networks.takes_condition
         self.num_classes = num_classes
         self.mixed = mixed
         self.average = MovingAverage(self.generator, ema)
+        #: Conditions to sample from when the caller gives none (G takes a condition): examples of the
+        #: run's data, set by the run; None until then.
+        self.conditions: np.ndarray | None = None
 
-    def __call__(self, noise: Any, labels: Any, training: bool) -> Any:
-        """G's images for ``noise`` (and class ``labels`` when conditional), float32 whatever G computes in."""
-        images = self.generator([noise, labels] if self.conditional else noise, training=training)
+    def __call__(self, noise: Any, labels: Any, training: bool, condition: Any = None) -> Any:
+        """G's images for ``noise``, ``condition`` and class ``labels``, each where G takes it (see
+        :class:`~ganframe.Networks`), float32 whatever G computes in."""
+        inputs = [value for value, used in ((noise, self.latent_dim > 0), (condition, self.takes_condition),
+                                            (labels, self.conditional)) if used]
+        images = self.generator(inputs[0] if len(inputs) == 1 else inputs, training=training)
         return keras.ops.cast(images, "float32") if self.mixed else images
 
     def random_inputs(self, n: int, seed: keras.random.SeedGenerator) -> tuple[Any, Any]:
@@ -107,19 +114,41 @@ class Sampler:
                               f"(0..{self.num_classes - 1})")
         return labels.astype(np.int32)
 
-    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256) -> np.ndarray:
+    def condition_inputs(self, n: int, conditions: Any = None) -> np.ndarray | None:
+        """The conditions :meth:`generate` uses for ``n`` images: ``conditions`` checked, or the run's own
+        (:attr:`conditions`, repeated as needed); None when G takes none."""
+        if not self.takes_condition:
+            if conditions is not None:
+                raise ConfigError("conditions were given, but this GAN's generator takes none")
+            return None
+        if conditions is None:
+            if self.conditions is None:
+                raise ConfigError("this GAN generates from conditions (e.g. input images): give them, one per image")
+            return self.conditions[np.arange(n) % len(self.conditions)]
+        conditions = np.asarray(conditions, np.float32)
+        shape = None if self.conditions is None else self.conditions.shape[1:]
+        if len(conditions) != n or (shape is not None and conditions.shape[1:] != shape):
+            expected = f"({n}, {', '.join(map(str, shape))})" if shape is not None else f"{n} conditions"
+            raise ConfigError(f"conditions must be {expected}, one per image; got shape {conditions.shape}")
+        return conditions
+
+    def generate(self, n: int, seed: int = 0, labels: Any = None, batch_size: int = 256,
+                 conditions: Any = None) -> np.ndarray:
         """``n`` images (N, H, W, C) for noise drawn from ``seed``, with the averaged weights when kept.
 
         The same seed gives the same images. A conditional G generates class ``labels[i]`` as image
-        ``i`` (default: the classes in turn).
+        ``i`` (default: the classes in turn); a G that takes a condition generates image ``i`` from
+        ``conditions[i]`` (default: the run's own, :meth:`condition_inputs`).
         """
         noise = self.noise(n, np.random.default_rng(seed))
         labels = self.labels(n, labels)
+        conditions = self.condition_inputs(n, conditions)
         chunks = []
         with self.average.swapped_in():
             for start in range(0, n, batch_size):
-                batch_labels = None if labels is None else labels[start:start + batch_size]
-                chunks.append(np.asarray(self(noise[start:start + batch_size], batch_labels, training=False)))
+                rows = slice(start, start + batch_size)
+                chunks.append(np.asarray(self(noise[rows], None if labels is None else labels[rows], training=False,
+                                              condition=None if conditions is None else conditions[rows])))
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.generator.output_shape[1:]), np.float32)
 
     def grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:

@@ -181,9 +181,10 @@ def reuse_the_first_real_slice(patch: pytest.MonkeyPatch, gan: ganframe.GAN) -> 
     unpack = gan._unpack
 
     def first_slice_only(data: Any) -> tuple[Any, ...]:
-        real, *rest = unpack(data)
+        examples, *rest = unpack(data)
+        real = examples["image"]
         batch = real.shape[0] // gan.n_critic
-        return (keras.ops.tile(real[:batch], (gan.n_critic, 1, 1, 1)), *rest)
+        return ({**examples, "image": keras.ops.tile(real[:batch], (gan.n_critic, 1, 1, 1))}, *rest)
 
     patch.setattr(gan, "_unpack", first_slice_only)
 

@@ -41,6 +41,13 @@ class RelativisticOptions(Options):
     )
 
 
+class ReconstructionOptions(Options):
+    """Options of ``reconstruction``."""
+
+    weight: float = Field(100.0, gt=0.0, description="lambda: the term is lambda * E|G(c) - x| (pix2pix's 100).")
+    norm: Literal["l1", "l2"] = Field("l1", description="l1: E|G(c) - x|; l2: E[(G(c) - x)^2].")
+
+
 class GradientPenaltyOptions(Options):
     """Options of ``gradient_penalty``."""
 
@@ -190,6 +197,31 @@ class RelativisticLoss(AdversarialLoss):
         return self._pair(fake_relative, real_relative)
 
 
+class Reconstruction(Penalty):
+    """lambda * E|G(c) - x| (pix2pix: Isola et al. 2017, eq. 3), or the squared error: G's output for a
+    condition against the image paired with it, a term of G's loss beside the adversarial one.
+
+    Needs paired data and a generator that takes its condition: only then is ``update.real`` the
+    target of ``update.fake`` (docs/plugins.md, ``Update``).
+    """
+
+    applies_to = "generator"
+
+    def __init__(self, weight: float, norm: Literal["l1", "l2"] = "l1") -> None:
+        self.weight = weight
+        self.norm = norm
+
+    def update_loss(self, update: Update) -> Any:
+        from keras import ops
+
+        if update.condition is None:
+            raise ganframe.ConfigError(
+                "penalty 'reconstruction' compares G's output with the image paired with its condition: it needs "
+                "paired data (a data set with conditions) and an architecture whose generator takes them")
+        error = ops.cast(update.fake, "float32") - ops.cast(update.real, "float32")
+        return self.weight * ops.mean(ops.abs(error) if self.norm == "l1" else ops.square(error))
+
+
 def _squared_norms(gradients: Any) -> Any:
     """Per-sample squared L2 norms over all non-batch axes, in float32."""
     from keras import ops
@@ -271,6 +303,10 @@ def build_relativistic(spec: DataSpec, options: RelativisticOptions) -> Relativi
     return RelativisticLoss(options.form)
 
 
+def build_reconstruction(spec: DataSpec, options: ReconstructionOptions) -> Reconstruction:
+    return Reconstruction(options.weight, options.norm)
+
+
 def build_gradient_penalty(spec: DataSpec, options: GradientPenaltyOptions) -> GradientPenalty:
     return GradientPenalty(options.weight)
 
@@ -307,6 +343,12 @@ def ganframe_register_losses(register: Any) -> None:
         build_gradient_penalty,
         "WGAN-GP penalty lambda * E[(||grad D(x_hat)|| - 1)^2] on real-fake interpolates (penalty).",
         GradientPenaltyOptions,
+    )
+    register(
+        "reconstruction",
+        build_reconstruction,
+        "lambda * E|G(c) - x| between G's output and its paired target (pix2pix's L1; norm l2: squared) (penalty).",
+        ReconstructionOptions,
     )
     register("r1", build_r1, "R1 penalty gamma/2 * E[||grad D(x)||^2] on real images (penalty).", ZeroCentredOptions)
     register("r2", build_r2, "R2 penalty gamma/2 * E[||grad D(G(z))||^2] on fakes (penalty).", ZeroCentredOptions)
