@@ -122,11 +122,14 @@ _UNKNOWN_KEY = "ganframe_testing_unknown_key"
 
 
 def tiny_data(spec: DataSpec = TINY_SPEC, n: int = 64, seed: int = 0) -> ImageData:
-    """``n`` random images of ``spec`` in memory (labels cycling through the classes, if it has them)."""
+    """``n`` random images of ``spec`` in memory (labels cycling through the classes, and random conditions,
+    if it has them)."""
     low, high = spec.value_range
-    images = low + (high - low) * np.random.default_rng(seed).random((n, *spec.shape))
+    rng = np.random.default_rng(seed)
+    images = low + (high - low) * rng.random((n, *spec.shape))
     labels = None if spec.num_classes is None else (np.arange(n) % spec.num_classes).astype(np.int32)
-    return ImageData(images.astype(np.float32), labels, spec, name="tiny")
+    conditions = None if spec.condition_shape is None else rng.random((n, *spec.condition_shape)).astype(np.float32)
+    return ImageData(images.astype(np.float32), labels, spec, name="tiny", conditions=conditions)
 
 
 def isolated_registry(plugins: Iterable[str] = ()) -> Registry:
@@ -234,21 +237,27 @@ def _build(subject: _Subject, options: Options, *args: Any) -> Any:
 
 
 def _tiny_networks(spec: DataSpec) -> Networks:
-    """A small dense GAN for ``spec`` (any shape and value range): the partner of losses, callbacks, ..."""
+    """A small dense GAN for ``spec`` (any shape and value range; both networks take the condition when the
+    spec has one): the partner of losses, callbacks, ..."""
     import keras
 
     low, high = spec.value_range
+    paired = spec.condition_shape is not None
     noise = keras.Input((8,))
-    x = keras.layers.Dense(16)(noise)
-    x = keras.layers.LeakyReLU(0.2)(x)
+    condition = keras.Input(spec.condition_shape) if paired else None
+    x = keras.layers.Concatenate()([noise, keras.layers.Flatten()(condition)]) if paired else noise
+    x = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(16)(x))
     x = keras.layers.Dense(spec.size, activation="sigmoid")(x)
     x = keras.layers.Rescaling(high - low, offset=low)(x)
-    generator = keras.Model(noise, keras.layers.Reshape(spec.shape)(x), name="tiny_generator")
+    generator = keras.Model([noise, condition] if paired else noise, keras.layers.Reshape(spec.shape)(x),
+                            name="tiny_generator")
     image = keras.Input(spec.shape)
-    y = keras.layers.Dense(16)(keras.layers.Flatten()(image))
-    y = keras.layers.LeakyReLU(0.2)(y)
-    discriminator = keras.Model(image, keras.layers.Dense(1)(y), name="tiny_discriminator")
-    return Networks(generator, discriminator, latent_dim=8, output_range=(low, high))
+    seen = keras.Input(spec.condition_shape) if paired else None
+    y = keras.layers.Flatten()(image)
+    y = keras.layers.Concatenate()([y, keras.layers.Flatten()(seen)]) if paired else y
+    y = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(16)(y))
+    discriminator = keras.Model([image, seen] if paired else image, keras.layers.Dense(1)(y), name="tiny_discriminator")
+    return Networks(generator, discriminator, latent_dim=8, output_range=(low, high), takes_condition=paired)
 
 
 def _engine(subject: _Subject, networks: Networks, spec: DataSpec, *, loss: AdversarialLoss | None = None,
@@ -439,12 +448,13 @@ def _check_gradient(subject: _Subject, gradient: Any, what: str) -> None:
         subject.fail(f"{what} is zero everywhere: nothing could learn from it")
 
 
-def _update(network: str, real: Any, fake: Any, real_logits: Any, fake_logits: Any, critic: Any) -> Update:
-    """An unconditional update at step 0, as the engine shows it to losses and penalties."""
+def _update(network: str, real: Any, fake: Any, real_logits: Any, fake_logits: Any, critic: Any,
+            condition: Any = None) -> Update:
+    """An update without class labels at step 0, as the engine shows it to losses and penalties."""
     import tensorflow as tf
 
     return Update(network=network, real=real, fake=fake, real_logits=real_logits, fake_logits=fake_logits,
-                  labels=None, fake_labels=None, critic=critic, step=tf.constant(0, tf.int64))
+                  labels=None, fake_labels=None, critic=critic, step=tf.constant(0, tf.int64), condition=condition)
 
 
 def _check_adversarial(subject: _Subject, loss: AdversarialLoss) -> None:
@@ -471,15 +481,17 @@ def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
     import tensorflow as tf
 
     discriminator = _tiny_networks(spec).discriminator
-    real = tf.constant(tiny_data(spec, n=_BATCH, seed=0).images)
-    fake = tf.constant(tiny_data(spec, n=_BATCH, seed=1).images)
+    examples = tiny_data(spec, n=_BATCH, seed=0)
+    real, fake = tf.constant(examples.images), tf.constant(tiny_data(spec, n=_BATCH, seed=1).images)
+    condition = None if examples.conditions is None else tf.constant(examples.conditions)  # real's, paired with fake
     with tf.GradientTape() as tape:
         tape.watch(fake)
         with subject.doing("calling it on a tiny critic"):
             def critic(images: Any) -> Any:
-                return discriminator(images, training=True)
+                return discriminator(images if condition is None else [images, condition], training=True)
 
-            value = penalty.update_loss(_update(penalty.applies_to, real, fake, critic(real), critic(fake), critic))
+            value = penalty.update_loss(_update(penalty.applies_to, real, fake, critic(real), critic(fake), critic,
+                                                condition))
     _scalar(subject, value, "the penalty on a tiny critic")
     if penalty.applies_to == "discriminator":
         gradients = tape.gradient(value, discriminator.trainable_variables)

@@ -69,6 +69,8 @@ ARGUMENTS: dict[tuple[str, str], dict[str, Any]] = {
     ("callback", "samples"): {"options": {"every": 2, "n": 4}},
     ("callback", "checkpoint"): {"options": {"every": 2}},
     ("callback", "metrics"): {"options": {"every": 2}},
+    # a term between G's output and the image paired with its condition: checked on paired data
+    ("loss", "reconstruction"): {"spec": DataSpec((8, 8, 1), (0.0, 1.0), 2, condition_shape=(8, 8, 1))},
 }
 
 
