@@ -27,18 +27,25 @@ def test_seeded_runs_are_reproducible(tmp_path):
     assert not np.array_equal(first.generate(8, seed=1), first.generate(8, seed=2))
 
 
-#: Two seeds, each on one path (XLA, the path production uses, compiles for a minute on 2 busy cores);
-#: with dropout, so that the dropout layers' seed states must travel in the checkpoint too.
-@pytest.mark.parametrize(("seed", "jit"), [(3, True), (4, False)], ids=["xla", "graph"])
-def test_resume_continues_exactly_where_it_stopped(tmp_path, seed, jit):
-    config = {"steps": 8, "seed": seed, "jit_compile": jit, "arch_options": {**TINY, "dropout": 0.3}}
+#: Learning-rate schedules on both optimizers and a penalty: what the XLA run resumes with besides the weights.
+SCHEDULED = {"d_optimizer": {"learning_rate": 1e-3, "schedule": "cosine", "warmup_steps": 2, "decay_steps": 8},
+             "g_optimizer": {"learning_rate": 1e-3, "schedule": "linear", "warmup_steps": 2, "decay_steps": 8},
+             "penalties": {"r1": {}}}
+
+
+#: Two seeds, each on one path (XLA, the path production uses, compiles for a minute on 2 busy cores; with
+#: schedules and a penalty on); with dropout, so that the dropout layers' seed states must travel in the checkpoint too.
+@pytest.mark.parametrize(("seed", "jit", "extra"), [(3, True, SCHEDULED), (4, False, {})], ids=["xla-scheduled", "graph"])
+def test_resume_continues_exactly_where_it_stopped(tmp_path, seed, jit, extra):
+    config = {"steps": 8, "seed": seed, "jit_compile": jit, "arch_options": {**TINY, "dropout": 0.3}, **extra}
     whole = ganframe.train(tiny_config(tmp_path / "whole", **config), progress=False)
     ganframe.train(tiny_config(tmp_path / "split", **{**config, "steps": 4}), progress=False)
     resumed = ganframe.train({"steps": 8}, resume=tmp_path / "split" / "run", progress=False)
 
     assert resumed.step == whole.step == 8
-    # weights, BatchNorm statistics, dropout and noise seed states, optimizer slots and iterations, guard counters:
-    # the same computation from the same state, so bit for bit
+    assert sorted(resumed.gan.schedules) == (["d", "g"] if extra else [])
+    # weights, BatchNorm statistics, dropout and noise seed states, optimizer slots and iterations, guard counters,
+    # learning-rate scales: the same computation from the same state, so bit for bit
     assert_same_state(training_state(resumed.gan), training_state(whole.gan))
     with open(tmp_path / "split" / "run" / "metrics.csv") as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]

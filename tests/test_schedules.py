@@ -1,8 +1,8 @@
-"""Learning-rate schedules: their curves against closed forms, as a run logs them, and across a resume."""
+"""Learning-rate schedules: their curves against closed forms and as a run logs them (resume with schedules:
+tests/test_engine.py, on the XLA path)."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import pytest
 import ganframe
 from ganframe.config import OptimizerConfig, RunConfig
 from ganframe.schedules import learning_rate
-from tinyrun import TINY, assert_same_state, curve, read_events, tiny_config, training_state
+from tinyrun import curve, read_events, tiny_config
 
 RATE = 1e-3
 
@@ -66,20 +66,3 @@ def test_a_run_logs_the_scheduled_rates(tmp_path):
         logged_steps, logged = curve(events, f"learning_rate/{net}")
         assert logged_steps == list(steps)
         np.testing.assert_allclose(logged, expected, rtol=1e-6, err_msg=net)
-
-
-def test_resume_continues_exactly_with_a_schedule_and_a_penalty_under_xla(tmp_path):
-    """N + N steps equal 2N bit for bit: the schedule reads the restored iterations and scale, the penalty the step's data."""
-    schedule = {"learning_rate": RATE, "schedule": "cosine", "warmup_steps": 2, "decay_steps": 8}
-    config = {"steps": 8, "seed": 2, "jit_compile": True, "arch_options": {**TINY, "dropout": 0.3}, "n_critic": 2,
-              "d_optimizer": schedule, "g_optimizer": {**schedule, "schedule": "linear"}, "penalties": {"r1": {}}}
-    whole = ganframe.train(tiny_config(tmp_path / "whole", **config), progress=False)
-    ganframe.train(tiny_config(tmp_path / "split", **{**config, "steps": 4}), progress=False)
-    resumed = ganframe.train({"steps": 8}, resume=tmp_path / "split" / "run", progress=False)
-    assert resumed.step == whole.step == 8
-    assert sorted(resumed.gan.schedules) == ["d", "g"]
-    assert_same_state(training_state(resumed.gan), training_state(whole.gan))
-    # at step 8: 6 steps into the 8-step decay after 2 of warm-up
-    assert float(resumed.gan.g_optimizer.learning_rate) == pytest.approx(RATE * (1 - 6 / 8), rel=1e-6)  # linear
-    assert float(resumed.gan.d_optimizer.learning_rate) == pytest.approx(RATE * 0.5 * (1 + math.cos(math.pi * 6 / 8)),
-                                                                         rel=1e-6)  # cosine
