@@ -39,7 +39,7 @@ from ganframe.contract import AdversarialLoss, Augmentation, Networks, Penalty, 
 from ganframe.distribute import multi_worker
 from ganframe.errors import ConfigError
 from ganframe.pipeline import NoiseSpec
-from ganframe.sampling import Sampler
+from ganframe.sampling import Sampler, network_inputs
 from ganframe.updates import GuardedUpdates
 
 #: The dtype policies ``precision`` may name (docs/performance.md): Keras's names.
@@ -232,9 +232,8 @@ class GAN(keras.Model):
 
     def discriminate(self, images: Any, labels: Any, condition: Any = None, training: bool = True) -> Any:
         """D's raw outputs on ``images``, given their ``condition`` and class ``labels`` where D takes them, float32."""
-        inputs = [value for value, used in ((images, True), (condition, self.sampler.takes_condition),
-                                            (labels, self.conditional)) if used]
-        logits = self.discriminator(inputs[0] if len(inputs) == 1 else inputs, training=training)
+        inputs = network_inputs((images, True), (condition, self.sampler.takes_condition), (labels, self.conditional))
+        logits = self.discriminator(inputs, training=training)
         return keras.ops.cast(logits, "float32") if self.mixed else logits
 
     def _critic(self, labels: Any, condition: Any) -> Callable[[Any], Any]:

@@ -18,6 +18,13 @@ from ganframe.contract import Networks
 from ganframe.errors import ConfigError
 
 
+def network_inputs(*inputs: tuple[Any, bool]) -> Any:
+    """What a network is called with: of ``(value, taken)`` pairs in the contract's order
+    (:class:`~ganframe.Networks`), the values it takes; one as itself, several as a list."""
+    taken = [value for value, used in inputs if used]
+    return taken[0] if len(taken) == 1 else taken
+
+
 class MovingAverage:
     """An exponential moving average of G's trainable weights: ``ema_w = d·ema_w + (1 − d)·w`` after each G update.
 
@@ -75,9 +82,8 @@ class Sampler:
     def __call__(self, noise: Any, labels: Any, training: bool, condition: Any = None) -> Any:
         """G's images for ``noise``, ``condition`` and class ``labels``, each where G takes it (see
         :class:`~ganframe.Networks`), float32 whatever G computes in."""
-        inputs = [value for value, used in ((noise, self.latent_dim > 0), (condition, self.takes_condition),
-                                            (labels, self.conditional)) if used]
-        images = self.generator(inputs[0] if len(inputs) == 1 else inputs, training=training)
+        inputs = network_inputs((noise, self.latent_dim > 0), (condition, self.takes_condition), (labels, self.conditional))
+        images = self.generator(inputs, training=training)
         return keras.ops.cast(images, "float32") if self.mixed else images
 
     def random_inputs(self, n: int, seed: keras.random.SeedGenerator) -> tuple[Any, Any]:
