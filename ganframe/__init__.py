@@ -30,6 +30,7 @@ from ganframe.contract import (
     Options,
     Penalty,
     Update,
+    WeightOptions,
 )
 from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, RunError
 from ganframe.files import CsvLog, atomic_write
@@ -81,6 +82,7 @@ __all__ = [
     "RunConfig",
     "RunError",
     "Update",
+    "WeightOptions",
     "__version__",
     "atomic_write",
     "get_registry",

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import keras
 import numpy as np
 
-from ganframe.contract import DataSpec, Penalty, Update
+from ganframe.contract import DataSpec, Penalty
 from ganframe.errors import ConfigError
 
 #: Images in the probe batch.
@@ -51,23 +52,35 @@ def check_before_training(gan: Any, spec: DataSpec, architecture: str, loss: str
 
     real = rng.uniform(low, high, fake.shape).astype(np.float32)
     labels = sampler.random_labels(PROBE, rng)
-    real_logits = gan.discriminate(real, labels, condition, training=False)
-    fake_logits = gan.discriminate(fake, fake_labels, condition, training=False)
-    shape = tuple(real_logits.shape)
+    examples = {key: keras.ops.convert_to_tensor(value) for key, value in
+                (("image", real), ("label", labels), ("condition", condition)) if value is not None}
+    noise = keras.ops.convert_to_tensor(noise)  # a network's inputs are all tensors or all arrays
+    fake_labels = None if fake_labels is None else keras.ops.convert_to_tensor(fake_labels)
+    updates = {network: gan.forward(network, examples, noise, fake_labels, np.int64(0), training=False)
+               for network in ("discriminator", "generator")}
+    shape = tuple(updates["discriminator"].real_logits.shape)
     if shape != (PROBE, 1):
         raise ConfigError(f"{architecture}: its discriminator returned shape {shape} for {PROBE} images, expected "
                           f"({PROBE}, 1): one raw logit per image")
-
-    def update(network: str) -> Update:
-        critic_labels = labels if network == "discriminator" else fake_labels
-        return Update(network=network, real=real, fake=fake, real_logits=real_logits, fake_logits=fake_logits,
-                      labels=labels, fake_labels=fake_labels, step=np.int64(0), condition=condition,
-                      critic=lambda images: gan.discriminate(images, critic_labels, condition, training=False))
+    heads = updates["discriminator"].fake_heads
+    for name, head in heads.items():
+        if not head.shape or head.shape[0] != PROBE:
+            raise ConfigError(f"{architecture}: its discriminator's head {name!r} has shape {tuple(head.shape)} for "
+                              f"{PROBE} images: every head holds one row per image")
+    for name, penalty in penalties:
+        missing = [head for head in penalty.heads if head not in heads]
+        if missing:
+            returned = ", ".join(map(repr, ["logit", *heads]))
+            raise ConfigError(
+                f"{name}: it reads the discriminator's {' and '.join(map(repr, missing))} output, which {architecture} "
+                f"does not return (it returns {returned}): choose an architecture option that adds it (the built-in "
+                "ones: auxiliary_classifier = true for 'class', feature_head = true for 'features')")
 
     checks = [(loss, f"the {network}'s loss", gan.adversarial_loss, network) for network in ("discriminator", "generator")]
-    checks += [(name, "the penalty", penalty, penalty.applies_to) for name, penalty in penalties]
+    checks += [(name, "the penalty", penalty, network) for name, penalty in penalties
+               for network in ("discriminator", "generator") if penalty.joins(network)]
     for name, what, component, network in checks:
-        value = np.asarray(component.update_loss(update(network)))
+        value = np.asarray(component.update_loss(updates[network]))
         if value.shape != ():
             raise ConfigError(f"{name}: {what} has shape {value.shape} on a probe batch, expected a scalar "
                               "(the mean over the batch)")

@@ -24,20 +24,25 @@ This module imports no TensorFlow: listing plugins and validating a config stay 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ganframe.errors import DataError
 
 #: Version of the plugin contract. The major number changes when a factory's
 #: arguments or return type change incompatibly, the minor when something is added
 #: (1.1: a dataset may return a :class:`DataSource`; 1.2: losses and penalties may read the whole
-#: :class:`Update`, and data may pair each image with a condition that networks take); plugins may check it.
-CONTRACT_VERSION = "1.2"
+#: :class:`Update`, and data may pair each image with a condition that networks take; 1.3, the step's
+#: contract: D may return named heads beside its logit, a term may join both networks' losses, read
+#: the heads, the noise and G, and weigh itself by the step (:class:`WeightOptions`), and G may take
+#: the class while D does not). Each was an addition: components written to 1.0 load and train
+#: unchanged, and plugins made by ``ganframe new`` refuse a major number other than their own, so
+#: the major number stays 1 until something breaks. Plugins may check it.
+CONTRACT_VERSION = "1.3"
 
 #: Component kinds, in the order ``ganframe plugins`` lists them.
 KINDS = ("architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor")
@@ -53,6 +58,39 @@ class Options(BaseModel):
 
 class NoOptions(Options):
     """Options of a component that takes none."""
+
+
+class WeightOptions(Options):
+    """Options of a term whose weight may follow the train step: subclass it and give ``weight`` its default.
+
+    ``weight_schedule = "linear"`` or ``"cosine"`` moves the weight from ``weight`` at step 0 to
+    ``final_weight`` at step ``weight_steps`` and holds it there; the term multiplies by
+    :meth:`weight_at` of its update's step, so a resumed run continues on the same curve.
+    """
+
+    weight: float = Field(1.0, ge=0.0, description="The term's weight (at step 0, when it follows a schedule).")
+    weight_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="How the weight moves from weight to final_weight over weight_steps train steps.")
+    final_weight: float = Field(0.0, ge=0.0, description="The weight from step weight_steps on (with a schedule).")
+    weight_steps: int | None = Field(None, gt=0, description="Train steps the schedule takes (needed with one).")
+
+    @model_validator(mode="after")
+    def _steps_with_a_schedule(self) -> WeightOptions:
+        if self.weight_schedule != "constant" and self.weight_steps is None:
+            raise ValueError(f"weight_schedule {self.weight_schedule!r} needs weight_steps, the train steps it takes "
+                             "to reach final_weight")
+        return self
+
+    def weight_at(self, step: Any) -> Any:
+        """The weight at train ``step`` (an integer tensor inside the step; a number works too)."""
+        if self.weight_schedule == "constant":
+            return self.weight
+        from keras import ops
+
+        progress = ops.minimum(ops.cast(step, "float32") / float(self.weight_steps), 1.0)
+        if self.weight_schedule == "cosine":
+            progress = 0.5 * (1.0 - ops.cos(np.pi * progress))
+        return self.weight + (self.final_weight - self.weight) * progress
 
 
 @dataclass(frozen=True)
@@ -220,7 +258,13 @@ class Networks:
 
     ``output_range`` is the interval G's output lies in (its last activation); the
     engine refuses data whose value range differs. Conditional networks take
-    ``[inputs, labels]`` and are marked ``conditional=True``.
+    ``[inputs, labels]`` and are marked ``conditional=True``; ``discriminator_conditional=False``
+    keeps D's inputs free of the labels while G takes them (AC-GAN, whose D names the class instead).
+
+    D returns its logits (B, 1), or a dict holding them as ``"logit"`` beside named heads, each
+    (B, ...): ``"class"`` for class logits (B, num_classes), ``"features"`` for the features the
+    logit is read from (B, F). Losses and terms find the heads in :attr:`Update.real_heads` and
+    :attr:`Update.fake_heads`.
 
     ``takes_condition=True``: both networks also take the example's condition (of the data's
     ``condition_shape``): G's inputs are, in this order and each only where it applies, the noise
@@ -234,6 +278,11 @@ class Networks:
     output_range: tuple[float, float]
     conditional: bool = False
     takes_condition: bool = False
+    discriminator_conditional: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.discriminator_conditional is None:  # D takes the labels exactly when G does, unless told
+            object.__setattr__(self, "discriminator_conditional", self.conditional)
 
 
 @dataclass(frozen=True)
@@ -264,6 +313,10 @@ class Update:
     critic: Callable[[Any], Any]
     step: Any
     condition: Any = None
+    real_heads: Mapping[str, Any] = field(default_factory=dict)
+    fake_heads: Mapping[str, Any] = field(default_factory=dict)
+    noise: Any = None
+    generate: Callable[[Any], Any] | None = None
 
 
 class AdversarialLoss(abc.ABC):
@@ -299,7 +352,7 @@ class AdversarialLoss(abc.ABC):
 
 
 #: The valid values of :attr:`Penalty.applies_to`.
-PENALTY_TARGETS = ("discriminator", "generator")
+PENALTY_TARGETS = ("discriminator", "generator", "both")
 
 
 class Penalty(abc.ABC):
@@ -310,12 +363,22 @@ class Penalty(abc.ABC):
     The returned scalar is added as is: apply the weight inside. A discriminator
     penalty joins ``d_loss`` in every D update; a generator penalty joins ``g_loss``
     in the G update, where ``fake`` carries G's gradients and only G is updated.
-    A penalty that needs more of the step (D's outputs, the labels, the step for a schedule)
-    overrides :meth:`update_loss` instead of ``__call__``.
+    A penalty that needs more of the step (D's outputs, its heads, the labels, the noise, the step
+    for a schedule) overrides :meth:`update_loss` instead of ``__call__``; one that applies to
+    ``"both"`` networks joins each loss and reads :attr:`Update.network` to tell them apart.
     """
 
     #: Which network's loss it joins; one of :data:`PENALTY_TARGETS`.
-    applies_to: Literal["discriminator", "generator"] = "discriminator"
+    applies_to: Literal["discriminator", "generator", "both"] = "discriminator"
+    #: D's heads it reads (:class:`Networks`); a run whose D lacks one is refused before its first step.
+    heads: tuple[str, ...] = ()
+    #: G's update also runs D on real images (:attr:`AdversarialLoss.generator_sees_real`), so that
+    #: its ``real_logits`` and ``real_heads`` are there.
+    generator_sees_real: bool = False
+
+    def joins(self, network: str) -> bool:
+        """Whether this term joins ``network``'s loss."""
+        return self.applies_to in (network, "both")
 
     def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
         """Scalar penalty for this update, from D and the images alone."""

@@ -103,12 +103,16 @@ class GAN(keras.Model):
         self.latent_dim = networks.latent_dim
         self.output_range = networks.output_range
         self.conditional = networks.conditional
+        #: D takes the class labels (as G does, unless the networks say otherwise: AC-GAN's D does not).
+        self.discriminator_conditional = networks.discriminator_conditional
         if self.conditional and not num_classes:
             raise ConfigError("conditional networks need labelled data: the data set has no num_classes")
         self.num_classes = num_classes
         self.adversarial_loss = loss
-        self.d_penalties = [p for p in penalties if p.applies_to == "discriminator"]
-        self.g_penalties = [p for p in penalties if p.applies_to == "generator"]
+        self.d_penalties = [p for p in penalties if p.joins("discriminator")]
+        self.g_penalties = [p for p in penalties if p.joins("generator")]
+        #: G's update runs D on real images too, for the loss or a term that reads them.
+        self.generator_sees_real = loss.generator_sees_real or any(p.generator_sees_real for p in self.g_penalties)
         self.augmentations = list(augmentations)
         self.n_critic = n_critic
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -230,32 +234,58 @@ class GAN(keras.Model):
             return noise_all[rows], None if labels_all is None else labels_all[rows]
         return self.sampler.random_inputs(batch_size, self.seed_generator)
 
+    def discriminator_outputs(self, images: Any, labels: Any, condition: Any = None,
+                              training: bool = True) -> dict[str, Any]:
+        """D's outputs on ``images``, given their ``condition`` and class ``labels`` where D takes them, float32:
+        ``logit`` and the named heads D returns besides it (:class:`~ganframe.Networks`)."""
+        inputs = network_inputs((images, True), (condition, self.sampler.takes_condition),
+                                (labels, self.discriminator_conditional))
+        outputs = self.discriminator(inputs, training=training)
+        if not isinstance(outputs, dict):
+            outputs = {"logit": outputs}
+        elif "logit" not in outputs:
+            raise ConfigError(f"the discriminator returned a dict with {', '.join(map(repr, outputs))} but no 'logit': "
+                              "a discriminator's outputs hold its logits as 'logit', beside any named heads")
+        return {name: keras.ops.cast(value, "float32") for name, value in outputs.items()} if self.mixed else dict(outputs)
+
     def discriminate(self, images: Any, labels: Any, condition: Any = None, training: bool = True) -> Any:
-        """D's raw outputs on ``images``, given their ``condition`` and class ``labels`` where D takes them, float32."""
-        inputs = network_inputs((images, True), (condition, self.sampler.takes_condition), (labels, self.conditional))
-        logits = self.discriminator(inputs, training=training)
-        return keras.ops.cast(logits, "float32") if self.mixed else logits
+        """D's raw logits on ``images`` (:meth:`discriminator_outputs`' ``logit``)."""
+        return self.discriminator_outputs(images, labels, condition, training)["logit"]
 
-    def _critic(self, labels: Any, condition: Any) -> Callable[[Any], Any]:
-        """D as a function of images alone: augmentations applied, labels and condition bound, training mode."""
+    def _critic(self, labels: Any, condition: Any, training: bool) -> Callable[[Any], dict[str, Any]]:
+        """D's outputs as a function of images alone: labels and condition bound; in training, augmentations applied."""
 
-        def critic(images: Any) -> Any:
-            for augment in self.augmentations:
-                images = augment(images, self.seed_generator)
-            return self.discriminate(images, labels, condition)
+        def outputs(images: Any) -> dict[str, Any]:
+            if training:
+                for augment in self.augmentations:
+                    images = augment(images, self.seed_generator)
+            return self.discriminator_outputs(images, labels, condition, training)
 
-        return critic
+        return outputs
 
-    def _forward(self, network: str, examples: dict[str, Any], noise: Any, fake_labels: Any, step: Any) -> Update:
-        """G's images for ``noise`` (and the examples' condition) and D's outputs on them, and on the real
-        images where the update's loss reads them."""
+    def forward(self, network: str, examples: dict[str, Any], noise: Any, fake_labels: Any, step: Any,
+                training: bool = True) -> Update:
+        """One update of ``network`` as its loss and terms see it: G's images for ``noise`` (and the examples'
+        condition), D's outputs on them, and on the real images where D's update or a reader of them needs it.
+
+        The step calls it in training mode; the build-time checks and the health probe in inference mode,
+        without augmentations, so that all three show losses the same update.
+        """
         real, labels, condition = examples["image"], examples.get("label"), examples.get("condition")
-        fake = self.sampler(noise, fake_labels, training=True, condition=condition)
+
+        def generate(z: Any) -> Any:
+            return self.sampler(z, fake_labels, training=training, condition=condition)
+
+        fake = generate(noise)
         for_d = network == "discriminator"
-        real_logits = self._critic(labels, condition)(real) if for_d or self.adversarial_loss.generator_sees_real else None
-        return Update(network=network, real=real, fake=fake, real_logits=real_logits,
-                      fake_logits=self._critic(fake_labels, condition)(fake), labels=labels, fake_labels=fake_labels,
-                      critic=self._critic(labels if for_d else fake_labels, condition), step=step, condition=condition)
+        real_out = self._critic(labels, condition, training)(real) if for_d or self.generator_sees_real else {}
+        fake_out = self._critic(fake_labels, condition, training)(fake)
+        critic = self._critic(labels if for_d else fake_labels, condition, training)
+        return Update(network=network, real=real, fake=fake, real_logits=real_out.get("logit"),
+                      fake_logits=fake_out["logit"], labels=labels, fake_labels=fake_labels,
+                      critic=lambda images: critic(images)["logit"], step=step, condition=condition,
+                      real_heads=_heads(real_out), fake_heads=_heads(fake_out),
+                      noise=noise if self.latent_dim else None, generate=generate)
 
     def _loss(self, update: Update, penalties: Sequence[Penalty]) -> Any:
         """The adversarial loss of ``update`` plus its network's penalties."""
@@ -274,14 +304,14 @@ class GAN(keras.Model):
             noise, fake_labels = self._noise(batch_size, i, noise_all, noise_labels_all)
             statistics = self.updates.statistics((self.generator, self.discriminator))
             with tf.GradientTape() as tape:
-                d_update = self._forward("discriminator", examples, noise, fake_labels, step)
+                d_update = self.forward("discriminator", examples, noise, fake_labels, step)
                 d_loss = self._loss(d_update, self.d_penalties)
             self.updates.apply("d", self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables, statistics, step)
 
         noise, fake_labels = self._noise(batch_size, self.n_critic, noise_all, noise_labels_all)
         statistics = self.updates.statistics((self.generator, self.discriminator))
         with tf.GradientTape() as tape:
-            g_update = self._forward("generator", examples, noise, fake_labels, step)  # the last slice's examples
+            g_update = self.forward("generator", examples, noise, fake_labels, step)  # the last slice's examples
             g_loss = self._loss(g_update, self.g_penalties)
         self.updates.apply("g", self.g_optimizer, g_loss, tape, self.generator.trainable_variables, statistics, step)
         if self.ema is not None:
@@ -328,6 +358,11 @@ class GAN(keras.Model):
     def sample_grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:
         """``n`` samples in grid order and the grid's columns (:meth:`ganframe.sampling.Sampler.grid`)."""
         return self.sampler.grid(n, seed)
+
+
+def _heads(outputs: dict[str, Any]) -> dict[str, Any]:
+    """D's named outputs besides its logit."""
+    return {name: value for name, value in outputs.items() if name != "logit"}
 
 
 def _examples(batch: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe.config import HealthConfig
-from ganframe.contract import AdversarialLoss, CallbackContext, DataSpec, Update
+from ganframe.contract import CallbackContext, DataSpec
 from ganframe.errors import GanframeError
 from ganframe.files import CsvLog, atomic_write
 from ganframe.pipeline import Data, take
@@ -301,26 +301,21 @@ class HealthMonitor(keras.callbacks.Callback):
                      for net in (self.model.discriminator, self.model.generator))
 
     def _measure(self, real: Any, real_labels: Any, noise: Any, fake_labels: Any, condition: Any) -> tuple[Any, ...]:
-        """D's raw outputs on real and generated images, the generated images, and both losses' gradient norms."""
+        """D's raw outputs on real and generated images, the generated images, and both losses' gradient norms,
+        from the updates the step would show the loss (:meth:`ganframe.GAN.forward`, in inference mode)."""
         gan = self.model
-        loss: AdversarialLoss = gan.adversarial_loss
-
-        def update(network: str, labels: Any) -> Update:  # as the step shows it to the loss
-            return Update(network=network, real=real, fake=fake, real_logits=real_out, fake_logits=fake_out,
-                          labels=real_labels, fake_labels=fake_labels, condition=condition,
-                          critic=lambda x: gan.discriminate(x, labels, condition, training=False),
-                          step=gan.g_optimizer.iterations.value)
-
+        examples = {key: value for key, value in (("image", real), ("label", real_labels), ("condition", condition))
+                    if value is not None}
+        step = gan.g_optimizer.iterations.value
         with tf.GradientTape(persistent=True) as tape:
-            fake = gan.sampler(noise, fake_labels, training=False, condition=condition)
-            real_out = gan.discriminate(real, real_labels, condition, training=False)
-            fake_out = gan.discriminate(fake, fake_labels, condition, training=False)
-            d_loss = loss.update_loss(update("discriminator", real_labels))
-            g_loss = loss.update_loss(update("generator", fake_labels))
+            d_update = gan.forward("discriminator", examples, noise, fake_labels, step, training=False)
+            g_update = gan.forward("generator", examples, noise, fake_labels, step, training=False)
+            d_loss = gan.adversarial_loss.update_loss(d_update)
+            g_loss = gan.adversarial_loss.update_loss(g_update)
         d_norm = tf.linalg.global_norm(tape.gradient(d_loss, gan.discriminator.trainable_variables))
         g_norm = tf.linalg.global_norm(tape.gradient(g_loss, gan.generator.trainable_variables))
         del tape
-        return real_out, fake_out, fake, d_norm, g_norm
+        return d_update.real_logits, d_update.fake_logits, d_update.fake, d_norm, g_norm
 
     def measure_row(self, step: int) -> Row:
         """This probe's row: fresh noise seeded by the run's seed and the step, so a resumed run probes alike."""

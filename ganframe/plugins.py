@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "ganframe.builtin.datasets",
     "ganframe.builtin.folder",
     "ganframe.builtin.losses",
+    "ganframe.builtin.terms",
     "ganframe.builtin.callbacks",
     "ganframe.builtin.features",
     "ganframe.builtin.metrics",

@@ -236,28 +236,45 @@ def _build(subject: _Subject, options: Options, *args: Any) -> Any:
 # -- the tiny GAN the checks train ---------------------------------------------------------------------
 
 
-def _tiny_networks(spec: DataSpec) -> Networks:
-    """A small dense GAN for ``spec`` (any shape and value range; both networks take the condition when the
-    spec has one): the partner of losses, callbacks, ..."""
+def _tiny_networks(spec: DataSpec, heads: Sequence[str] = ()) -> Networks:
+    """A small dense GAN for ``spec`` (any shape and value range), the partner of losses, callbacks, ...
+
+    It exercises the inputs and outputs the contract has where the spec allows: G takes the class
+    when the spec has classes and the condition when it has one; D takes the condition and returns
+    its logit with a ``features`` head and, asked for ``heads`` holding ``"class"``, a class head
+    (AC-GAN's shape; only then, since an unread head's weights get no gradient).
+    """
     import keras
 
+    from ganframe.sampling import network_inputs
+
     low, high = spec.value_range
-    paired = spec.condition_shape is not None
+    paired, classes = spec.condition_shape is not None, spec.num_classes
     noise = keras.Input((8,))
     condition = keras.Input(spec.condition_shape) if paired else None
-    x = keras.layers.Concatenate()([noise, keras.layers.Flatten()(condition)]) if paired else noise
+    labels = keras.Input((), dtype="int32") if classes else None
+    codes = [noise]
+    if paired:
+        codes.append(keras.layers.Flatten()(condition))
+    if classes:
+        codes.append(keras.layers.CategoryEncoding(classes, output_mode="one_hot")(labels))
+    x = keras.layers.Concatenate()(codes) if len(codes) > 1 else noise
     x = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(16)(x))
     x = keras.layers.Dense(spec.size, activation="sigmoid")(x)
     x = keras.layers.Rescaling(high - low, offset=low)(x)
-    generator = keras.Model([noise, condition] if paired else noise, keras.layers.Reshape(spec.shape)(x),
-                            name="tiny_generator")
+    generator = keras.Model(network_inputs((noise, True), (condition, paired), (labels, bool(classes))),
+                            keras.layers.Reshape(spec.shape)(x), name="tiny_generator")
     image = keras.Input(spec.shape)
     seen = keras.Input(spec.condition_shape) if paired else None
     y = keras.layers.Flatten()(image)
     y = keras.layers.Concatenate()([y, keras.layers.Flatten()(seen)]) if paired else y
-    y = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(16)(y))
-    discriminator = keras.Model([image, seen] if paired else image, keras.layers.Dense(1)(y), name="tiny_discriminator")
-    return Networks(generator, discriminator, latent_dim=8, output_range=(low, high), takes_condition=paired)
+    features = keras.layers.LeakyReLU(0.2)(keras.layers.Dense(16)(y))
+    outputs = {"logit": keras.layers.Dense(1)(features), "features": features}
+    if classes and "class" in heads:
+        outputs["class"] = keras.layers.Dense(classes)(features)
+    discriminator = keras.Model(network_inputs((image, True), (seen, paired)), outputs, name="tiny_discriminator")
+    return Networks(generator, discriminator, latent_dim=8, output_range=(low, high), conditional=bool(classes),
+                    takes_condition=paired, discriminator_conditional=False)
 
 
 def _engine(subject: _Subject, networks: Networks, spec: DataSpec, *, loss: AdversarialLoss | None = None,
@@ -295,7 +312,8 @@ def _short_run(subject: _Subject, spec: DataSpec, steps: int, jit_compile: bool,
     import keras
 
     keras.utils.set_random_seed(0)
-    gan = _engine(subject, _tiny_networks(spec), spec, jit_compile=jit_compile, **components)
+    heads = [head for penalty in components.get("penalties", ()) for head in penalty.heads]
+    gan = _engine(subject, _tiny_networks(spec, heads), spec, jit_compile=jit_compile, **components)
     _train(subject, gan, spec, steps, callbacks)
     return gan
 
@@ -333,11 +351,24 @@ def check_architecture(name: str, options: dict[str, Any] | None = None, *, regi
 
 
 def _check_outputs(subject: _Subject, networks: Networks, spec: DataSpec, n: int = 4) -> None:
-    """G's images: shape, dtype, range; D's logits: one finite value per image."""
-    noise = np.random.default_rng(0).standard_normal((n, networks.latent_dim)).astype(np.float32)
+    """G's images: shape, dtype, range; D's outputs: one finite logit per image, and heads of one row per image."""
+    from ganframe.sampling import network_inputs
+
+    latent_dim = networks.latent_dim
+    noise = np.random.default_rng(0).standard_normal((n, latent_dim)).astype(np.float32)
     labels = (np.arange(n) % spec.num_classes).astype(np.int32) if networks.conditional else None
-    with subject.doing(f"calling the generator on noise of shape {noise.shape}"):
-        images = networks.generator([noise, labels] if networks.conditional else noise, training=False)
+    condition = None
+    if networks.takes_condition:
+        if spec.condition_shape is None:
+            subject.fail("its networks take a condition but the spec has none: check it with "
+                         "DataSpec(..., condition_shape=...)")
+        condition = tiny_data(spec, n).conditions
+    inputs = network_inputs((noise, latent_dim > 0), (condition, networks.takes_condition), (labels, networks.conditional))
+    with subject.doing("calling the generator on " + ", ".join(
+            f"{what} of shape {value.shape}" for what, value in (("noise", noise if latent_dim else None),
+                                                                ("conditions", condition), ("labels", labels))
+            if value is not None)):
+        images = networks.generator(inputs, training=False)
     images = np.asarray(images)
     if images.shape != (n, *spec.shape):
         subject.fail(f"the generator's output has shape {images.shape}, expected {(n, *spec.shape)} for {spec}")
@@ -349,8 +380,18 @@ def _check_outputs(subject: _Subject, networks: Networks, spec: DataSpec, n: int
         subject.fail(f"the generator's output spans [{images.min():g}, {images.max():g}], outside the declared "
                      f"output_range [{low:g}, {high:g}]: its last activation must map into it")
     with subject.doing(f"calling the discriminator on images of shape {images.shape}"):
-        logits = networks.discriminator([images, labels] if networks.conditional else images, training=False)
-    logits = np.asarray(logits)
+        outputs = networks.discriminator(network_inputs((images, True), (condition, networks.takes_condition),
+                                                        (labels, networks.discriminator_conditional)), training=False)
+    if isinstance(outputs, dict):
+        if "logit" not in outputs:
+            subject.fail(f"the discriminator returned a dict with {', '.join(map(repr, outputs))} but no 'logit'")
+        for head, value in outputs.items():
+            if head != "logit" and (np.ndim(value) == 0 or np.shape(value)[0] != n):
+                subject.fail(f"the discriminator's head {head!r} has shape {np.shape(value)} for {n} images, "
+                             "expected one row per image")
+            subject.expect_finite(np.asarray(value), f"the discriminator's head {head!r}")
+        outputs = outputs["logit"]
+    logits = np.asarray(outputs)
     if logits.shape not in ((n, 1), (n,)):
         subject.fail(f"the discriminator's output has shape {logits.shape}, expected ({n}, 1): one raw logit per image")
     subject.expect_finite(logits, "the discriminator's output")
@@ -448,13 +489,12 @@ def _check_gradient(subject: _Subject, gradient: Any, what: str) -> None:
         subject.fail(f"{what} is zero everywhere: nothing could learn from it")
 
 
-def _update(network: str, real: Any, fake: Any, real_logits: Any, fake_logits: Any, critic: Any,
-            condition: Any = None) -> Update:
+def _update(network: str, real: Any, fake: Any, real_logits: Any, fake_logits: Any, critic: Any) -> Update:
     """An update without class labels at step 0, as the engine shows it to losses and penalties."""
     import tensorflow as tf
 
     return Update(network=network, real=real, fake=fake, real_logits=real_logits, fake_logits=fake_logits,
-                  labels=None, fake_labels=None, critic=critic, step=tf.constant(0, tf.int64), condition=condition)
+                  labels=None, fake_labels=None, critic=critic, step=tf.constant(0, tf.int64))
 
 
 def _check_adversarial(subject: _Subject, loss: AdversarialLoss) -> None:
@@ -477,28 +517,26 @@ def _check_adversarial(subject: _Subject, loss: AdversarialLoss) -> None:
 
 
 def _check_penalty(subject: _Subject, penalty: Penalty, spec: DataSpec) -> None:
-    """A finite scalar on a tiny critic, with a gradient for the network it applies to."""
+    """A finite scalar in each update it joins of a tiny GAN, with a gradient for that update's network."""
     import tensorflow as tf
 
-    discriminator = _tiny_networks(spec).discriminator
-    examples = tiny_data(spec, n=_BATCH, seed=0)
-    real, fake = tf.constant(examples.images), tf.constant(tiny_data(spec, n=_BATCH, seed=1).images)
-    condition = None if examples.conditions is None else tf.constant(examples.conditions)  # real's, paired with fake
-    with tf.GradientTape() as tape:
-        tape.watch(fake)
-        with subject.doing("calling it on a tiny critic"):
-            def critic(images: Any) -> Any:
-                return discriminator(images if condition is None else [images, condition], training=True)
-
-            value = penalty.update_loss(_update(penalty.applies_to, real, fake, critic(real), critic(fake), critic,
-                                                condition))
-    _scalar(subject, value, "the penalty on a tiny critic")
-    if penalty.applies_to == "discriminator":
-        gradients = tape.gradient(value, discriminator.trainable_variables)
-        if all(gradient is None for gradient in gradients):
-            subject.fail("the penalty has no gradient with respect to the critic's weights, so it cannot regularise it")
-    else:
-        _check_gradient(subject, tape.gradient(value, fake), "the gradient of the penalty with respect to the fake images")
+    gan = _engine(subject, _tiny_networks(spec, penalty.heads), spec, penalties=[penalty])
+    data = tiny_data(spec, n=_BATCH, seed=0)
+    examples = {key: tf.constant(value) for key, value in
+                (("image", data.images), ("label", data.labels), ("condition", data.conditions)) if value is not None}
+    for network in ("discriminator", "generator"):
+        if not penalty.joins(network):
+            continue
+        noise, fake_labels = gan.sampler.random_inputs(_BATCH, gan.seed_generator)
+        variables = (gan.discriminator if network == "discriminator" else gan.generator).trainable_variables
+        what = f"the penalty in the {network}'s update of a tiny GAN"
+        with tf.GradientTape() as tape:
+            with subject.doing(f"calling it in the {network}'s update of a tiny GAN"):
+                value = penalty.update_loss(gan.forward(network, examples, noise, fake_labels, tf.constant(0, tf.int64)))
+        _scalar(subject, value, what)
+        gradients = [gradient for gradient in tape.gradient(value, variables) if gradient is not None]
+        if not gradients or not any(np.abs(subject.expect_finite(g, f"the gradient of {what}")).any() for g in gradients):
+            subject.fail(f"{what} has no gradient with respect to the {network}'s weights, so it cannot train it")
 
 
 # -- callback ------------------------------------------------------------------------------------------

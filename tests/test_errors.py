@@ -462,6 +462,9 @@ ROWS = [
     Row("loss-not-a-scalar", tiny("--data", "digits", "--loss", "perimage"), 2,
         ("loss 'perimage' (plugin 'perimage')", "the discriminator's loss has shape (4, 1)", "expected a scalar"),
         per_image_loss),
+    Row("term-needs-a-head", tiny("--data", "digits", "--penalty", "feature_matching"), 2,
+        ("loss 'feature_matching' (plugin 'ganframe.builtin.terms')", "reads the discriminator's 'features' output",
+         "feature_head = true")),
     # -- sample and export
     Row("sample-bad-extension", ("sample", "RUN", "--out", "grid.jpg"), 2, ("grid.jpg", "must be .png")),
     Row("sample-out-is-a-directory", ("sample", "RUN", "--out", "grid.png"), 2, ("'grid.png' is a directory",),

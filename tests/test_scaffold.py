@@ -18,6 +18,7 @@ from ganframe.cli import app
 from ganframe.scaffold import available_templates, ganframe_requirement
 
 REPO = Path(__file__).resolve().parents[1]
+PREVIOUS_RELEASE = Path(__file__).resolve().parent / "previous_release"
 CLI = Path(sys.executable).with_name("ganframe")
 runner = CliRunner()
 
@@ -260,38 +261,52 @@ def pip_install_target(sources: list[Path], target: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.slow
-def test_generated_project_and_plugin_install_train_and_pass_their_tests(tmp_path):
-    assert new("my-gan", "--dir", str(tmp_path)).exit_code == 0
-    assert new("my-plugin", "-t", "plugin", "--kinds", ",".join(KINDS), "--dir", str(tmp_path)).exit_code == 0
-    site = tmp_path / "site"
+def install_train_and_test(root: Path, project: str, plugin: str) -> None:
+    """Install the generated ``project`` and ``plugin`` under ``root``: their components are listed, the
+    project trains with its own config, and both pass their own tests against this ganframe."""
+    site = root / "site"
     # Build from copies: an in-tree build would leave build/ and *.egg-info next to the sources.
-    sources = [shutil.copytree(tmp_path / name, tmp_path / "build" / name) for name in ("my-gan", "my-plugin")]
+    sources = [shutil.copytree(root / name, root / "build" / name) for name in (project, plugin)]
     pip_install_target(sources, site)
     env = env_without_plugin_switches(PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
 
     listed = subprocess.run([str(CLI), "plugins"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
-    for kind, name in [("architecture", "my-gan-mlp"), ("dataset", "my-gan-shapes"), ("architecture", "my-plugin-mlp"),
-                       ("dataset", "my-plugin-shapes"), ("loss", "my-plugin-lsq"), ("callback", "my-plugin-log"),
-                       ("augmentation", "my-plugin-flip"), ("metric", "my-plugin-pixel-gap"),
-                       ("feature_extractor", "my-plugin-pool")]:
+    for kind, name in [("architecture", f"{project}-mlp"), ("dataset", f"{project}-shapes"),
+                       ("architecture", f"{plugin}-mlp"), ("dataset", f"{plugin}-shapes"), ("loss", f"{plugin}-lsq"),
+                       ("callback", f"{plugin}-log"), ("augmentation", f"{plugin}-flip"),
+                       ("metric", f"{plugin}-pixel-gap"), ("feature_extractor", f"{plugin}-pool")]:
         assert any(line.split()[:2] == [kind, name] for line in listed.stdout.splitlines()), f"{kind} {name}:\n{listed.stdout}"
     assert "FAILED" not in listed.stdout
 
-    project = tmp_path / "my-gan"
     trained = subprocess.run([str(CLI), "train", "--config", "ganframe.toml", "--steps", "20", "--no-jit",
                               "--sample-every", "10", "--checkpoint-every", "10"],
-                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
+                             cwd=root / project, env=env, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert sorted(project.glob("runs/my-gan-mlp-digits-*/samples/step_*.png")), trained.stdout
-    shutil.rmtree(project / "runs")
+    assert sorted((root / project).glob(f"runs/{project}-mlp-digits-*/samples/step_*.png")), trained.stdout
+    shutil.rmtree(root / project / "runs")
 
     tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-                             str(project / "tests"), str(tmp_path / "my-plugin" / "tests")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                             str(root / project / "tests"), str(root / plugin / "tests")],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
     assert " passed" in tested.stdout and "skipped" not in tested.stdout
+
+
+@pytest.mark.slow
+def test_generated_project_and_plugin_install_train_and_pass_their_tests(tmp_path):
+    assert new("my-gan", "--dir", str(tmp_path)).exit_code == 0
+    assert new("my-plugin", "-t", "plugin", "--kinds", ",".join(KINDS), "--dir", str(tmp_path)).exit_code == 0
+    install_train_and_test(tmp_path, "my-gan", "my-plugin")
+
+
+@pytest.mark.slow
+def test_a_project_and_plugin_made_by_the_previous_release_still_install_train_and_pass_their_tests(tmp_path):
+    """Made by the previous release's templates at contract 1.0 (tests/previous_release, kept as generated)."""
+    for name in ("old-gan", "old-plugin"):
+        shutil.copytree(PREVIOUS_RELEASE / name, tmp_path / name)
+    assert "contract 1.x" in (tmp_path / "old-plugin" / "old_plugin" / "plugin.py").read_text()
+    install_train_and_test(tmp_path, "old-gan", "old-plugin")
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ functional models the same way for all three. So the options they share
 (:class:`ArchOptions`) mean the same everywhere: ``conditional`` concatenates the class's
 one-hot code to G's noise (Mirza & Osindero 2014) and makes D a projection discriminator
 (Miyato & Koyama 2018), logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩, the projection on φ(x)
-flattened; ``spectral_norm`` wraps every weight of D, the class embedding included, in
+flattened; ``auxiliary_classifier`` gives G the class the same way but D a class head beside its
+logit instead (AC-GAN, Odena et al. 2017), ``feature_head`` returns φ(x) as D's ``features``;
+``spectral_norm`` wraps every weight of D, the class embedding included, in
 ``keras.layers.SpectralNormalization`` (Miyato et al. 2018).
 
 G takes the one-hot code itself, not a learned embedding of it: an embedding E followed by
@@ -61,6 +63,14 @@ class ArchOptions(Options):
     )
     spectral_norm: bool = Field(
         False, description="Spectral normalization of every weight of D (keeps D's Lipschitz constant near 1)."
+    )
+    auxiliary_classifier: bool = Field(
+        False,
+        description="AC-GAN (needs labelled data): G takes the class as with conditional, D sees the image alone "
+        "and names its class in a 'class' head; train with the 'classification' term.",
+    )
+    feature_head: bool = Field(
+        False, description="D also returns the features its logit reads, as a 'features' head (feature_matching)."
     )
 
 
@@ -168,13 +178,14 @@ def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: B
     """
     import keras
 
-    if options.conditional and not spec.num_classes:
-        raise ConfigError(
-            f"architecture {name!r} with conditional = true needs labelled data, but the data set has no classes "
-            "(num_classes): use a labelled data set (mnist, digits, npz with labels_key, folder with labels = true)"
-        )
+    for option in ("conditional", "auxiliary_classifier"):
+        if getattr(options, option) and not spec.num_classes:
+            raise ConfigError(
+                f"architecture {name!r} with {option} = true needs labelled data, but the data set has no classes "
+                "(num_classes): use a labelled data set (mnist, digits, npz with labels_key, folder with labels = true)"
+            )
     noise = keras.Input((options.latent_dim,), name="noise")
-    inputs, labels = _with_labels(noise, options.conditional)
+    inputs, labels = _with_labels(noise, options.conditional or options.auxiliary_classifier)
     code = noise
     if labels is not None:
         code = keras.layers.Concatenate()([noise, _one_hot(labels, spec.num_classes)])
@@ -185,19 +196,26 @@ def _networks(name: str, spec: DataSpec, options: ArchOptions, generator_body: B
     features = critic_features(image)
     if pool is None and len(features.shape) > 2:
         features = keras.layers.Flatten()(features)
-    logit = _sn(keras.layers.Dense(1), options.spectral_norm)(features if pool is None else pool(features))
+    read = features if pool is None else pool(features)  # what the logit and the heads read
+    logit = _sn(keras.layers.Dense(1), options.spectral_norm)(read)
     if labels is not None:
         flat = keras.layers.Flatten()(features) if len(features.shape) > 2 else features
         embedded = _class_embedding(labels, spec.num_classes, flat.shape[-1], options.spectral_norm)
         logit = keras.layers.Add()([logit, keras.layers.Dot(axes=1)([embedded, flat])])
-    discriminator = keras.Model(inputs, logit, name="discriminator")
+    heads = {}
+    if options.auxiliary_classifier:
+        heads["class"] = _sn(keras.layers.Dense(spec.num_classes), options.spectral_norm)(read)
+    if options.feature_head:
+        heads["features"] = read
+    discriminator = keras.Model(inputs, {"logit": logit, **heads} if heads else logit, name="discriminator")
 
     return Networks(
         generator=generator,
         discriminator=discriminator,
         latent_dim=options.latent_dim,
         output_range=OUTPUT_RANGES[options.output_activation],
-        conditional=options.conditional,
+        conditional=options.conditional or options.auxiliary_classifier,
+        discriminator_conditional=options.conditional,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from pydantic import Field
 
 import ganframe
-from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, Penalty, Update, hookimpl
+from ganframe import AdversarialLoss, DataSpec, NoOptions, Options, Penalty, Update, WeightOptions, hookimpl
 
 
 class NonSaturatingOptions(Options):
@@ -41,14 +41,14 @@ class RelativisticOptions(Options):
     )
 
 
-class ReconstructionOptions(Options):
+class ReconstructionOptions(WeightOptions):
     """Options of ``reconstruction``."""
 
     weight: float = Field(100.0, gt=0.0, description="lambda: the term is lambda * E|G(c) - x| (pix2pix's 100).")
     norm: Literal["l1", "l2"] = Field("l1", description="l1: E|G(c) - x|; l2: E[(G(c) - x)^2].")
 
 
-class GradientPenaltyOptions(Options):
+class GradientPenaltyOptions(WeightOptions):
     """Options of ``gradient_penalty``."""
 
     weight: float = Field(10.0, gt=0.0, description="lambda: the penalty is lambda * E[(||grad D(x_hat)|| - 1)^2].")
@@ -207,9 +207,8 @@ class Reconstruction(Penalty):
 
     applies_to = "generator"
 
-    def __init__(self, weight: float, norm: Literal["l1", "l2"] = "l1") -> None:
-        self.weight = weight
-        self.norm = norm
+    def __init__(self, options: ReconstructionOptions) -> None:
+        self.options = options
 
     def update_loss(self, update: Update) -> Any:
         from keras import ops
@@ -219,7 +218,8 @@ class Reconstruction(Penalty):
                 "penalty 'reconstruction' compares G's output with the image paired with its condition: it needs "
                 "paired data (a data set with conditions) and an architecture whose generator takes them")
         error = ops.cast(update.fake, "float32") - ops.cast(update.real, "float32")
-        return self.weight * ops.mean(ops.abs(error) if self.norm == "l1" else ops.square(error))
+        weight = self.options.weight_at(update.step)
+        return weight * ops.mean(ops.abs(error) if self.options.norm == "l1" else ops.square(error))
 
 
 def _squared_norms(gradients: Any) -> Any:
@@ -238,13 +238,21 @@ class GradientPenalty(Penalty):
     run seeded by ``keras.utils.set_random_seed`` draws the same eps every time).
     """
 
-    def __init__(self, weight: float) -> None:
+    def __init__(self, options: GradientPenaltyOptions) -> None:
         import keras
 
-        self.weight = weight
+        self.options = options
         self.seed_generator = keras.random.SeedGenerator()
 
     def __call__(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
+        """The penalty at its starting weight."""
+        return self.options.weight * self.unweighted(critic, real, fake)
+
+    def update_loss(self, update: Update) -> Any:
+        return self.options.weight_at(update.step) * self.unweighted(update.critic, update.real, update.fake)
+
+    def unweighted(self, critic: Callable[[Any], Any], real: Any, fake: Any) -> Any:
+        """E[(||grad D(x_hat)||_2 - 1)^2]."""
         import keras
         from keras import ops
 
@@ -255,7 +263,7 @@ class GradientPenalty(Penalty):
         # The tiny constant keeps the norm's gradient finite where D's input gradient is exactly
         # zero (sqrt'(0) is infinite); it moves a norm by at most 1e-10, invisible in float32.
         norms = ops.sqrt(_squared_norms(ganframe.input_gradients(critic, mixed)) + 1e-20)
-        return self.weight * ops.mean(ops.square(norms - 1.0))
+        return ops.mean(ops.square(norms - 1.0))
 
 
 class ZeroCentredPenalty(Penalty):
@@ -304,11 +312,11 @@ def build_relativistic(spec: DataSpec, options: RelativisticOptions) -> Relativi
 
 
 def build_reconstruction(spec: DataSpec, options: ReconstructionOptions) -> Reconstruction:
-    return Reconstruction(options.weight, options.norm)
+    return Reconstruction(options)
 
 
 def build_gradient_penalty(spec: DataSpec, options: GradientPenaltyOptions) -> GradientPenalty:
-    return GradientPenalty(options.weight)
+    return GradientPenalty(options)
 
 
 def build_r1(spec: DataSpec, options: ZeroCentredOptions) -> ZeroCentredPenalty:
