@@ -170,11 +170,32 @@ def test_conditional_dense_generates_the_class_asked_for(judge: Judge, tmp_path)
     assert not verdict.failures, f"conditional after {CONDITIONAL_STEPS} steps: {verdict.failures}; {verdict}"
 
 
+#: AC-GAN (Odena et al. 2017): the same networks with ``auxiliary_classifier`` (G takes the class, D
+#: names it in a head) and the ``classification`` term, G's weights averaged as above. Measured (seed 0,
+#: one run resumed from 500 to 2500 steps; mean / lowest class accuracy, lowest per-class diversity):
+#:   500: .26/.15   1000: .82/.72   1500: .96/.89/.65   2000: .98/.96/.70   2500: .98/.93/.68
+#: The explicit class term separates the classes sooner than the projection D above (2500 steps);
+#: the lowest per-class diversity is the 1s' (0.65-0.70), as in the real digits' own spread.
+ACGAN_STEPS = 1500
+ACGAN_OPTIONS = {**ARCH_OPTIONS, "auxiliary_classifier": True}
+ACGAN_TERMS = {"classification": {}}
+
+
+@pytest.mark.slow
+def test_acgan_dense_generates_the_class_asked_for(judge: Judge, tmp_path) -> None:
+    run = train(dense_config(arch_options=ACGAN_OPTIONS, penalties=ACGAN_TERMS, steps=ACGAN_STEPS,
+                             ema=CONDITIONAL_EMA), tmp_path)
+    verdict = CONDITIONAL.verdict(judge, run.generate(N_SAMPLES, seed=SAMPLE_SEED, labels=CONDITIONAL.labels))
+    print(f"AC-GAN after {ACGAN_STEPS} steps: {verdict}")
+    assert not verdict.failures, f"AC-GAN after {ACGAN_STEPS} steps: {verdict.failures}; {verdict}"
+
+
 @pytest.mark.parametrize("control", ["untrained-G", *NOISE])
 @pytest.mark.parametrize(("config", "criterion"), [
     (dense_config(), COVERS),
     (dense_config(arch_options=CONDITIONAL_OPTIONS), CONDITIONAL),
-], ids=["dense", "conditional-dense"])
+    (dense_config(arch_options=ACGAN_OPTIONS, penalties=ACGAN_TERMS), CONDITIONAL),
+], ids=["dense", "conditional-dense", "acgan-dense"])
 def test_controls_fail_the_criteria(judge: Judge, config: dict[str, Any], criterion: Criterion, control: str) -> None:
     """Neither G as built nor noise in the data's range passes the criteria of the slow tests: each fails
     the fidelity bound, and a conditional one the class accuracy bound too, each on its own.
