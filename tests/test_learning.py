@@ -171,12 +171,14 @@ def test_conditional_dense_generates_the_class_asked_for(judge: Judge, tmp_path)
 
 
 #: AC-GAN (Odena et al. 2017): the same networks with ``auxiliary_classifier`` (G takes the class, D
-#: names it in a head) and the ``classification`` term, G's weights averaged as above. Measured (seed 0,
-#: one run resumed from 500 to 2500 steps; mean / lowest class accuracy, lowest per-class diversity):
-#:   500: .26/.15   1000: .82/.72   1500: .96/.89/.65   2000: .98/.96/.70   2500: .98/.93/.68
+#: names it in a head) and the ``classification`` term, G's weights averaged as above. Measured (one run
+#: per seed resumed from 500 to 2500 steps; mean / lowest class accuracy):
+#:   seed 0:  500: .26/.15   1000: .82/.72   1500: .96/.89   2000: .98/.96   2500: .98/.93
+#:   seed 1:  500: .24/.08   1000: .80/.58   1500: .92/.72   2000: .97/.94   2500: .99/.96
 #: The explicit class term separates the classes sooner than the projection D above (2500 steps);
-#: the lowest per-class diversity is the 1s' (0.65-0.70), as in the real digits' own spread.
-ACGAN_STEPS = 1500
+#: the lowest per-class diversity, 0.65-0.70 from 1500 steps on, is the 1s', a class whose real
+#: digits vary least.
+ACGAN_STEPS = 2000
 ACGAN_OPTIONS = {**ARCH_OPTIONS, "auxiliary_classifier": True}
 ACGAN_TERMS = {"classification": {}}
 
