@@ -10,9 +10,10 @@ Each takes a few seconds on a CPU.
 Every check first checks the options model: it derives from :class:`ganframe.Options`, refuses an
 unknown key, and accepts ``options``. Then, per kind:
 
-``check_architecture``  G maps ``(n, latent_dim)`` noise (plus labels, if conditional) to float32
-                        ``(n, *spec.shape)`` within the declared ``output_range``, which must be
-                        ``spec.value_range``; D gives one finite logit per image; a few real
+``check_architecture``  G maps ``(n, latent_dim)`` noise (plus conditions and labels, where it takes
+                        them) to float32 ``(n, *spec.shape)`` within the declared ``output_range``,
+                        which must be ``spec.value_range``; D gives one finite logit per image (and
+                        heads of one row per image, if it returns a dict); a few real
                         training steps change BOTH networks' weights; a checkpoint saved and
                         loaded into freshly built networks generates identical images.
 ``check_dataset``       returns :class:`ganframe.ImageData` (which checks shape, dtype, range and
@@ -402,14 +403,15 @@ def _check_checkpoint_round_trip(subject: _Subject, gan: GAN, options: Options, 
     """A checkpoint of the trained GAN, loaded into freshly built networks, generates the same images."""
     from ganframe.checkpoints import load_checkpoint, save_checkpoint
 
-    expected = gan.generate(4, seed=1)
+    conditions = tiny_data(spec, 4).conditions if gan.sampler.takes_condition else None
+    expected = gan.generate(4, seed=1, conditions=conditions)
     with tempfile.TemporaryDirectory(prefix="ganframe-check-") as directory:
         with subject.doing("saving a checkpoint"):
             path = save_checkpoint(gan, directory)
         fresh = _engine(subject, _build(subject, options, spec), spec, jit_compile=jit_compile)
         with subject.doing("loading the checkpoint into freshly built networks"):
             load_checkpoint(fresh, path)
-    restored = fresh.generate(4, seed=1)
+    restored = fresh.generate(4, seed=1, conditions=conditions)
     if not np.allclose(restored, expected, rtol=0, atol=1e-6):
         subject.fail("a checkpoint loaded into freshly built networks generates different images (largest difference "
                      f"{np.abs(restored - expected).max():g}): is some state kept outside the networks' variables?")

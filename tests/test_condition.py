@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 
 import ganframe
 from ganframe import DataSpec, ImageData, Networks, NoOptions, Options
+from ganframe.testing import check_architecture
 
 SPEC = DataSpec((8, 8, 1), (0.0, 1.0), None, condition_shape=(8, 8, 1))
 HELD_OUT = 297  # the last digits, never trained on
@@ -90,6 +91,11 @@ def test_an_image_conditioned_generator_learns_its_paired_targets(registry, tmp_
     # an untrained G (sigmoid around 0.5) is far above the blurred input
     assert ours < 0.6 * blurred, (ours, blurred)
     assert sorted(p.name for p in (run.path / "samples").glob("*.png"))[-1] == "step_0000300.png"
+
+
+def test_the_conformance_kit_checks_an_image_conditioned_architecture(registry):
+    networks = check_architecture("sharpen", registry=registry, spec=SPEC)
+    assert networks.takes_condition and networks.latent_dim == 0
 
 
 def test_conditions_come_with_every_example_through_the_pipeline(registry):
