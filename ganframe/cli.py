@@ -158,6 +158,9 @@ def train(
                                                     help="Dataset option (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, metavar="DIR", rich_help_panel=DATA,
                                             help="Local data directory. Default: config data_dir, else GANFRAME_DATA_DIR."),
+    pairs: Optional[str] = typer.Option(None, "--pairs", metavar="DERIVE", rich_help_panel=DATA,
+                                        help="Pair each image with a condition made from it, for image-to-image G: "
+                                             "downscale, mask, edges or grayscale (config pairs.derive). Default: none."),
     augment: Optional[list[str]] = typer.Option(None, "--augment", metavar="NAME", rich_help_panel=DATA,
                                                 help="Apply this augmentation (a plugin's, e.g. diffaugment) to real "
                                                      "and fake images. Repeatable."),
@@ -222,6 +225,7 @@ def train(
         "arch_options.conditional": True if conditional else None,
         "data": data,
         "data_dir": data_dir,
+        "pairs.derive": pairs,
         "loss": loss,
         "steps": steps,
         "epochs": epochs,

@@ -117,6 +117,37 @@ class HealthConfig(_Section):
     samples: int = Field(256, ge=2, le=10_000, description="real and generated images per probe")
 
 
+#: What ``[pairs]`` makes each example's condition from its own image (ganframe.pairs).
+Derivation = Literal["downscale", "mask", "edges", "grayscale"]
+
+#: The ``[pairs]`` fields that apply to one derivation only: field -> that derivation.
+PAIRS_FIELDS = {"factor": "downscale", "back_to_size": "downscale", "hole": "mask"}
+
+
+class PairsConfig(_Section):
+    """Paired data derived from any image data set: each image's condition made from the image (docs/datasets.md).
+
+    The fields besides ``derive`` apply to one derivation each and default to None, so that a
+    run's config.toml records only what the derivation uses.
+    """
+
+    derive: Derivation = Field(description="downscale, mask, edges or grayscale: what G starts from")
+    factor: int | None = Field(None, ge=2, description="downscale: the image shrunk this many times (default 4)")
+    back_to_size: bool | None = Field(
+        None, description="downscale: the shrunk image brought back to full size, bilinear (default true)")
+    hole: int | None = Field(None, gt=0, description="mask: side of the centred square hole (default half the image side)")
+
+    @field_validator("factor", "back_to_size", "hole")
+    @classmethod
+    def _for_its_derivation(cls, value: Any, info: ValidationInfo) -> Any:
+        derive, owner = info.data.get("derive"), PAIRS_FIELDS[info.field_name]
+        if value is not None and derive is not None and derive != owner:
+            raise PydanticCustomError(
+                "pairs_field", "{field} applies to derive = '{owner}' only, and derive is '{derive}': remove it",
+                {"field": info.field_name, "owner": owner, "derive": derive})
+        return value
+
+
 class RunConfig(_Section):
     """Everything that defines a run. Component options are validated by the components' own models."""
 
@@ -130,6 +161,8 @@ class RunConfig(_Section):
     penalties: dict[str, dict[str, Any]] = {}
     augmentations: dict[str, dict[str, Any]] = {}
     callbacks: dict[str, dict[str, Any]] = {name: {} for name in DEFAULT_CALLBACKS}
+    pairs: PairsConfig | None = Field(
+        None, description="pair each image with a condition derived from it (super-resolution, inpainting, ...)")
     metrics: dict[str, dict[str, Any]] = {}
     evaluation: EvaluationConfig = EvaluationConfig()
     health: HealthConfig = HealthConfig()

@@ -195,13 +195,18 @@ def _read_each(source: DataSource, elements: tf.data.Dataset, skip_unreadable: b
     return examples.ignore_errors() if skip else examples
 
 
+def in_range(image: tf.Tensor, value_range: tuple[float, float]) -> tf.Tensor:
+    """A uint8 ``image`` (0..255) as float32 in ``value_range``; a float image passes as it is. The one
+    mapping from bytes to the data's values, so that a condition made from bytes matches its image."""
+    if image.dtype != tf.uint8:
+        return image
+    low, high = value_range
+    return tf.cast(image, tf.float32) / 255.0 * (high - low) + low
+
+
 def _to_range(value_range: tuple[float, float], batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """``batch`` with a uint8 ``image`` (0..255) as float32 in ``value_range``; float images pass as they are."""
-    image = batch["image"]
-    if image.dtype == tf.uint8:
-        low, high = value_range
-        image = tf.cast(image, tf.float32) / 255.0 * (high - low) + low
-    return {**batch, "image": image}
+    return {**batch, "image": in_range(batch["image"], value_range)}
 
 
 def _noise(step: tf.Tensor, noise: NoiseSpec, batch_size: int, n_critic: int, seed: int) -> dict[str, tf.Tensor]:

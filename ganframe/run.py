@@ -56,6 +56,7 @@ from ganframe.evaluation import Evaluator
 from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
+from ganframe.pairs import derive_pairs
 from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, take, unreadable_error
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
@@ -395,6 +396,8 @@ def train(
 
     keras.utils.set_random_seed(config.seed)
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
+    if config.pairs is not None:  # here only: training, grids, evaluation, run.json and resume all see these pairs
+        data = derive_pairs(data, config.pairs)
     gan = build_gan(config, data.spec, registry)
     if gan.sampler.takes_condition:  # what sample grids translate: a seeded sample of the data's conditions
         picked = np.random.default_rng(config.seed).choice(len(data), min(SAMPLE_CONDITIONS, len(data)), replace=False)

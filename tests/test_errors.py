@@ -181,26 +181,27 @@ def offline(scene: Scene) -> None:
     scene.monkeypatch.setattr(keras.utils, "get_file", download)
 
 
-def images(*files: str, size: tuple[int, int] = (8, 8)) -> Callable[[Scene], None]:
-    """A setup writing grey images of ``size`` into imgs/: a name ending in '!' gets a corrupt one,
-    one ending in '~' a JPEG cut short in its pixel data (its header reads), one ending in '+' an RGB image."""
+def images(*files: str, size: tuple[int, int] = (8, 8), folder: str = "imgs") -> Callable[[Scene], None]:
+    """A setup writing grey images of (width, height) ``size`` into ``folder``/: a name ending in '!' gets a
+    corrupt one, one ending in '~' a JPEG cut short in its pixel data (its header reads), one ending in '+' an
+    RGB image."""
 
     def setup(scene: Scene) -> None:
         for name in files:
             if name.endswith("!"):
-                scene.write(f"imgs/{name[:-1]}", b"\x89PNG\r\n\x1a\n not the rest of a PNG")
+                scene.write(f"{folder}/{name[:-1]}", b"\x89PNG\r\n\x1a\n not the rest of a PNG")
             elif name.endswith("~"):
-                scene.path.joinpath("imgs").mkdir(exist_ok=True)
+                scene.path.joinpath(folder).mkdir(exist_ok=True)
                 buffer = io.BytesIO()
                 Image.effect_noise(size, 60).save(buffer, "JPEG")
                 whole = buffer.getvalue()
-                scene.write(f"imgs/{name[:-1]}", whole[:whole.index(b"\xff\xda") + 12])
+                scene.write(f"{folder}/{name[:-1]}", whole[:whole.index(b"\xff\xda") + 12])
             elif name.endswith("+"):
-                scene.path.joinpath("imgs").mkdir(exist_ok=True)
-                Image.new("RGB", size, (200, 30, 90)).save(scene.path / "imgs" / name[:-1])
+                scene.path.joinpath(folder).mkdir(exist_ok=True)
+                Image.new("RGB", size, (200, 30, 90)).save(scene.path / folder / name[:-1])
             else:
-                scene.path.joinpath("imgs").mkdir(exist_ok=True)
-                Image.new("L", size, 128).save(scene.path / "imgs" / name)
+                scene.path.joinpath(folder).mkdir(exist_ok=True)
+                Image.new("L", size, 128).save(scene.path / folder / name)
 
     return setup
 
@@ -311,6 +312,10 @@ ROWS = [
         ("'health.every'", "got -1", "greater than or equal to 0")),
     Row("precision-unknown", train("--precision", "float8"), 2,
         ("'precision'", "got 'float8'", "'float32', 'mixed_float16' or 'mixed_bfloat16'")),
+    Row("pairs-unknown-derive", train("--data", "digits", "--pairs", "blur"), 2,
+        ("'pairs.derive'", "got 'blur'", "'downscale', 'mask', 'edges' or 'grayscale'")),
+    Row("pairs-option-of-another-derive", train("--data", "digits", "--pairs", "edges", "--set", "pairs.factor=2"), 2,
+        ("'pairs.factor'", "factor applies to derive = 'downscale' only, and derive is 'edges'", "remove it")),
     Row("arch-option-out-of-range", train("--arch-option", "g_widths=[-3]"), 2,
         ("architecture 'dense'", "'g_widths.0'", "greater than 0")),
     Row("arch-option-unknown", train("--arch-option", "widht=3"), 2,
@@ -414,6 +419,28 @@ ROWS = [
     Row("folder-mixed-sizes", tiny("--data", "folder", "--data-option", "path=imgs"), 2,
         ("differ in size", "is 8x8", "is 6x5", "set the option `size`"),
         lambda s: (images("a.png")(s), images("b.png", size=(6, 5))(s))),
+    Row("folder-side-by-side-odd-width", tiny("--data", "folder", "--data-option", "path=imgs",
+                                              "--data-option", "side_by_side=left"), 2,
+        ("a.png is 7 pixels wide", 'side_by_side = "left" cuts each file into two halves', "crop or pad"),
+        images("a.png", "b.png", size=(7, 4))),
+    Row("folder-conditions-unmatched", tiny("--data", "folder", "--data-option", "path=imgs",
+                                            "--data-option", "conditions=inputs"), 2,
+        ("imgs and its conditions inputs do not match", "1 image(s) have no condition (c.png)",
+         "1 condition file(s) have no image (x.png)", "same relative path"),
+        lambda s: (images("a.png", "b.png", "c.png")(s), images("a.png", "b.png", "x.png", folder="inputs")(s))),
+    Row("folder-two-pairings", train("--data", "folder", "--data-option", "path=imgs", "--data-option", "side_by_side=left",
+                                     "--data-option", "conditions=inputs"), 2,
+        ("'conditions'", "side_by_side and conditions are two ways to pair the images: give one of them")),
+    Row("pairs-factor-not-dividing", train("--data", "digits", "--pairs", "downscale", "--set", "pairs.factor=3"), 2,
+        ("'pairs.factor': got 3", "must divide the images' height and width (8x8", "choose 2, 4 or 8")),
+    Row("pairs-hole-too-large", train("--data", "digits", "--pairs", "mask", "--set", "pairs.hole=9"), 2,
+        ("'pairs.hole': got 9", "the hole must fit in the images (8x8", "at most 8")),
+    Row("pairs-grayscale-of-gray", train("--data", "digits", "--pairs", "grayscale"), 2,
+        ("'pairs.derive': got 'grayscale'", "from rgb images", "has 1 channel(s)", "choose downscale, mask or edges")),
+    Row("pairs-data-already-paired", tiny("--data", "folder", "--data-option", "path=imgs",
+                                          "--data-option", "side_by_side=left", "--pairs", "edges"), 2,
+        ("data set 'folder' already pairs each image with a condition", "remove [pairs] (or --pairs)"),
+        images("a.png", "b.png")),
     Row("arch-data-shape-mismatch", train("--data", "digits", "--arch", "dcgan"), 2,
         ("architecture 'dcgan' supports", "side 28 or a power of two", "8x8x1")),
     Row("arch-conditional-without-labels", train("--data", "npz", "--data-option", "path=d.npz", "--conditional"), 2,

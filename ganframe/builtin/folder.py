@@ -3,8 +3,10 @@
 Loading lists the files and reads each one's header (size and colour mode, not its pixels),
 so that a wrong file, mixed sizes or a missing label are refused before the first step, naming
 the file. Training then decodes and resizes the images inside ``tf.data``, in parallel, as the
-steps need them: memory does not grow with the number of images (docs/datasets.md). This module
-imports TensorFlow only when the pipeline traces :meth:`FolderSource.read`.
+steps need them: memory does not grow with the number of images (docs/datasets.md). Paired data
+(image-to-image) comes as files holding the condition and the image side by side, or as a second
+folder of conditions with the images' file names; they are decoded alike. This module imports
+TensorFlow only when the pipeline traces :meth:`FolderSource.read`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from ganframe import DataContext, DataError, DataSource, DataSpec, Options, hookimpl
 from ganframe.builtin.datasets import Limit, Size, ValueRange, _first, _require, outside_trace
@@ -49,11 +51,30 @@ class FolderOptions(Options):
     )
     limit: Limit = None
     value_range: ValueRange = (0.0, 1.0)
+    side_by_side: Literal["left", "right"] | None = Field(
+        None, description="paired data: each file holds the condition and the image side by side, halves of equal "
+                          "width (as pix2pix's data sets ship them); this names the condition's half"
+    )
+    conditions: Path | None = Field(
+        None, description="paired data: a directory holding each image's condition at the image's relative path "
+                          "(relative paths resolve as path does); channels as its first file, resized by size too"
+    )
+
+    @field_validator("conditions")
+    @classmethod
+    def _one_pairing(cls, conditions: Path | None, info: ValidationInfo) -> Path | None:
+        if conditions is not None and info.data.get("side_by_side") is not None:
+            raise ValueError("side_by_side and conditions are two ways to pair the images: give one of them")
+        return conditions
 
 
 @dataclass(frozen=True, eq=False)
 class FolderSource(DataSource):
-    """The images at ``paths`` (with their ``labels``), decoded to ``spec.shape`` when read."""
+    """The images at ``paths`` (with their ``labels``), decoded to ``spec.shape`` when read.
+
+    Paired (``spec.condition_shape`` set): each image's condition is the ``side_by_side`` half of its
+    file not holding the image, or the file at ``condition_paths``; float32 in the data's range.
+    """
 
     paths: tuple[str, ...]
     labels: np.ndarray | None
@@ -61,33 +82,60 @@ class FolderSource(DataSource):
     resize: bool
     name: str = "folder"
     skip_unreadable: bool = False
+    side_by_side: Literal["left", "right"] | None = None
+    condition_paths: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def describe(self, index: int) -> str:
-        return self.paths[index]
+        if self.condition_paths is None:
+            return self.paths[index]
+        return f"{self.paths[index]} (or its condition {self.condition_paths[index]})"
 
     def read(self, index: Any) -> dict[str, Any]:
         import tensorflow as tf
 
-        height, width, channels = self.spec.shape
-        path = tf.gather(self._tensors["path"], index)
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        if self.resize:
-            image = tf.cond(
-                tf.reduce_all(tf.shape(image)[:2] == (height, width)),
-                lambda: image,
-                lambda: tf.saturate_cast(tf.round(tf.image.resize(image, (height, width), antialias=True)), tf.uint8),
-            )
-        example = {"image": tf.ensure_shape(image, self.spec.shape)}
+        from ganframe.pipeline import in_range
+
+        image = self._decode("path", index, self.spec.channels)
+        condition = None
+        if self.side_by_side is not None:
+            half = tf.shape(image)[1] // 2
+            left, right = image[:, :half], image[:, half:]
+            image, condition = (right, left) if self.side_by_side == "left" else (left, right)
+        elif self.condition_paths is not None:
+            condition = self._decode("condition_path", index, self.spec.condition_shape[2])
+        example = {"image": self._fit(image, self.spec.shape)}
+        if condition is not None:
+            example["condition"] = in_range(self._fit(condition, self.spec.condition_shape), self.spec.value_range)
         if self.labels is not None:
             example["label"] = tf.gather(self._tensors["label"], index)
         return example
 
+    def _decode(self, paths: str, index: Any, channels: int) -> Any:
+        """The file at ``index`` of ``paths`` (a key of :attr:`_tensors`), decoded to uint8 of ``channels``."""
+        import tensorflow as tf
+
+        path = tf.gather(self._tensors[paths], index)
+        return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+    def _fit(self, image: Any, shape: tuple[int, ...]) -> Any:
+        """``image`` (uint8) of ``shape``: resized to its height and width (bilinear, antialiased, kept as bytes)
+        where the option size asks for it and the image is another size."""
+        import tensorflow as tf
+
+        if self.resize:
+            image = tf.cond(
+                tf.reduce_all(tf.shape(image)[:2] == shape[:2]),
+                lambda: image,
+                lambda: tf.saturate_cast(tf.round(tf.image.resize(image, shape[:2], antialias=True)), tf.uint8),
+            )
+        return tf.ensure_shape(image, shape)
+
     @functools.cached_property
     def _tensors(self) -> dict[str, Any]:
-        return outside_trace({"path": self.paths, "label": self.labels})
+        return outside_trace({"path": self.paths, "label": self.labels, "condition_path": self.condition_paths})
 
 
 def _image_files(root: Path) -> list[str]:
@@ -162,11 +210,78 @@ def _header(path: str) -> tuple[int, int, str] | str:
         return str(error)
 
 
-def load_folder(context: DataContext, options: FolderOptions) -> FolderSource:
-    """Every image under a directory, optionally labelled by subfolder, read while training."""
-    root = _require(options.path.expanduser(), "image folder")
+def _directory(path: Path, what: str) -> Path:
+    """``path`` (``~`` expanded; relative to the working directory), refused unless it is a directory."""
+    root = _require(path.expanduser(), what)
     if not root.is_dir():
         raise DataError(f"{root} is not a directory; the folder dataset needs a directory of images")
+    return root
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _matching(root: Path, files: list[str], condition_root: Path) -> list[str]:
+    """Each image's condition: the file of its relative path under ``condition_root``; every image must have
+    one and every file there an image, else the first few of either are named."""
+    prefix, condition_prefix = os.path.join(str(root), ""), os.path.join(str(condition_root), "")
+    by_name = {path[len(condition_prefix):]: path for path in _image_files(condition_root)}
+    names = [path[len(prefix):] for path in files]
+    missing = [name for name in names if name not in by_name]
+    extra = sorted(set(by_name) - set(names), key=lambda name: name.split(os.sep))
+    if missing or extra:
+        problems = ([f"{len(missing)} image(s) have no condition ({_some(missing)})"] if missing else []) + (
+            [f"{len(extra)} condition file(s) have no image ({_some(extra)})"] if extra else [])
+        raise DataError(
+            f"{root} and its conditions {condition_root} do not match: {'; '.join(problems)}. Each image needs the "
+            "file of the same relative path (name and extension) under conditions: add, rename or remove files so "
+            "that the two folders hold the same names"
+        )
+    return [by_name[name] for name in names]
+
+
+def _one_size(root: Path, files: list[str], headers: list[tuple[int, int, str]]) -> tuple[int, int]:
+    """(height, width) that all the files share, else a DataError naming two that differ."""
+    (width, height, _), first = headers[0], files[0]
+    for path, (other_width, other_height, _) in zip(files, headers):
+        if (other_width, other_height) != (width, height):
+            raise DataError(
+                f"{root}: images differ in size ({first} is {width}x{height}, {path} is "
+                f"{other_width}x{other_height}); set the option `size` (e.g. size = 64) to resize them all"
+            )
+    return height, width
+
+
+def _channels(root: Path, files: list[str], headers: list[tuple[int, int, str]], requested: int | None) -> int:
+    """``requested``, else 1 if the first file is grayscale and 3 if not (a warning when the files mix both)."""
+    mode, first = headers[0][2], files[0]
+    channels = requested or (1 if mode in GRAY_MODES else 3)
+    if requested is None:
+        other = next(((path, header[2]) for path, header in zip(files, headers)
+                      if (header[2] in GRAY_MODES) != (mode in GRAY_MODES)), None)
+        if other is not None:
+            print(f"warning: {root}: the images mix grayscale and colour ({first} is {mode}, {other[0]} is {other[1]}); "
+                  f"reading all with {channels} channel(s), as the first; set the option channels (1 or 3) to choose",
+                  file=sys.stderr)
+    return channels
+
+
+def _even_widths(files: list[str], headers: list[tuple[int, int, str]], side: str) -> None:
+    """Refuse a side-by-side file that cannot be cut into two halves of equal width."""
+    odd = [(path, width) for path, (width, _, _) in zip(files, headers) if width % 2]
+    if odd:
+        raise DataError(
+            f"{odd[0][0]} is {odd[0][1]} pixels wide, but side_by_side = \"{side}\" cuts each file into two halves "
+            f"of equal width: {len(odd)} file(s) have an odd width ({_some([path for path, _ in odd])}); crop or pad "
+            "them by one column"
+        )
+
+
+def load_folder(context: DataContext, options: FolderOptions) -> FolderSource:
+    """Every image under a directory, optionally labelled by subfolder, optionally paired with a condition
+    (the other half of a side-by-side file, or a file of the same name in another folder); read while training."""
+    root = _directory(options.path, "image folder")
     files = _image_files(root)
     if not files:
         raise DataError(f"{root}: no PNG or JPEG images found (searched subfolders too, for {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -174,48 +289,55 @@ def load_folder(context: DataContext, options: FolderOptions) -> FolderSource:
     if options.labels:
         names, ids = _folder_classes(root, files)
         labels, num_classes = np.array([ids[name] for name in names], np.int32), len(ids)
-    files, labels = _first(files, options.limit), _first(labels, options.limit)
-    chunks = [files[start:start + HEADER_CHUNK] for start in range(0, len(files), HEADER_CHUNK)]
+    condition_root = conditions = None
+    if options.conditions is not None:
+        condition_root = _directory(options.conditions, "condition folder")
+        conditions = _matching(root, files, condition_root)
+    files, labels, conditions = (_first(values, options.limit) for values in (files, labels, conditions))
+    every = files + (conditions or [])
+    chunks = [every[start:start + HEADER_CHUNK] for start in range(0, len(every), HEADER_CHUNK)]
     with ThreadPoolExecutor(HEADER_THREADS) as pool:
         headers = [header for chunk in pool.map(lambda chunk: list(map(_header, chunk)), chunks) for header in chunk]
 
-    unreadable = [(path, header) for path, header in zip(files, headers) if isinstance(header, str)]
+    unreadable = [(path, header) for path, header in zip(every, headers) if isinstance(header, str)]
     if unreadable and options.unreadable == "refuse":
         path, problem = unreadable[0]
         raise DataError(
             f"{path}: cannot read this image ({problem}); delete or replace the file, "
             "or skip unreadable files with the option unreadable = \"skip\""
         )
+    condition_headers = headers[len(files):] if conditions is not None else None
+    headers = headers[:len(files)]
     if unreadable:
-        if len(unreadable) == len(files):
-            raise DataError(f"{root}: none of the {len(files)} image files can be read (the first: {unreadable[0][0]})")
-        print(f"warning: {root}: skipped {len(unreadable)} unreadable image file(s) of {len(files)} (unreadable = \"skip\"), "
+        kept = [index for index, header in enumerate(headers) if not isinstance(header, str)
+                and (condition_headers is None or not isinstance(condition_headers[index], str))]
+        paired = "" if conditions is None else " with their conditions"
+        if not kept:
+            raise DataError(f"{root}: none of the {len(files)} image files{paired} can be read "
+                            f"(the first: {unreadable[0][0]})")
+        dropped = "unreadable image file(s)" if conditions is None else "pair(s) with an unreadable image or condition"
+        print(f"warning: {root}: skipped {len(files) - len(kept)} {dropped} of {len(files)} (unreadable = \"skip\"), "
               f"the first: {unreadable[0][0]}", file=sys.stderr)
-        kept = [index for index, header in enumerate(headers) if not isinstance(header, str)]
         files, headers = [files[index] for index in kept], [headers[index] for index in kept]
         labels = None if labels is None else labels[kept]
+        if conditions is not None:
+            conditions, condition_headers = [conditions[index] for index in kept], [condition_headers[index] for index in kept]
 
-    (width, height, mode), first = headers[0], files[0]
-    if options.size is None:
-        for path, (other_width, other_height, _) in zip(files, headers):
-            if (other_width, other_height) != (width, height):
-                raise DataError(
-                    f"{root}: images differ in size ({first} is {width}x{height}, {path} is "
-                    f"{other_width}x{other_height}); set the option `size` (e.g. size = 64) to resize them all"
-                )
-    else:
-        height, width = options.size
-    channels = options.channels or (1 if mode in GRAY_MODES else 3)
-    if options.channels is None:
-        other = next(((path, header[2]) for path, header in zip(files, headers)
-                      if (header[2] in GRAY_MODES) != (mode in GRAY_MODES)), None)
-        if other is not None:
-            print(f"warning: {root}: the images mix grayscale and colour ({first} is {mode}, {other[0]} is {other[1]}); "
-                  f"reading all with {channels} channel(s), as the first; set the option channels (1 or 3) to choose",
-                  file=sys.stderr)
+    if options.side_by_side is not None:
+        _even_widths(files, headers, options.side_by_side)
+    height, width = options.size or _one_size(root, files, headers)
+    if options.side_by_side is not None and options.size is None:
+        width //= 2
+    channels = _channels(root, files, headers, options.channels)
+    condition_shape = (height, width, channels) if options.side_by_side is not None else None
+    if conditions is not None:
+        condition_size = options.size or _one_size(condition_root, conditions, condition_headers)
+        condition_shape = (*condition_size, _channels(condition_root, conditions, condition_headers, None))
     return FolderSource(tuple(files), labels,
-                        DataSpec((height, width, channels), options.value_range, num_classes),
-                        resize=options.size is not None, skip_unreadable=options.unreadable == "skip")
+                        DataSpec((height, width, channels), options.value_range, num_classes, condition_shape),
+                        resize=options.size is not None, skip_unreadable=options.unreadable == "skip",
+                        side_by_side=options.side_by_side,
+                        condition_paths=None if conditions is None else tuple(conditions))
 
 
 @hookimpl
