@@ -376,6 +376,34 @@ def sample(
 
 @app.command()
 @reports_errors
+def translate(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory of an image-conditioned GAN (e.g. pix2pix)."),
+    input_: Path = typer.Option(..., "--input", "-i", help="A folder of images or an .npz (array 'images'): "
+                                                            "uint8, or floats in [0, 1]."),
+    out: Path = typer.Option(..., "--out", "-o", help="A folder (one PNG per input), an .npz (array 'images') or "
+                                                       "a .png grid of input | output rows."),
+    derive: bool = typer.Option(False, "--derive", help="The inputs are whole images: make their conditions as the "
+                                                        "run's [pairs] does, and show the originals in a grid."),
+    seed: int = typer.Option(0, help="Noise seed, for generators that take noise besides the condition."),
+    checkpoint: Optional[str] = typer.Option(None, help=CHECKPOINT_HELP),
+) -> None:
+    """Apply a run's generator to your own condition images."""
+    from ganframe import translate as translation
+
+    if out.suffix and out.suffix.lower() not in (".npz", ".png"):
+        raise ConfigError(f"--out {str(out)!r}: give a folder, an .npz file or a .png grid")
+    if out.suffix:
+        _check_output(out, {out.suffix.lower(): "the output"})
+    check_run_dir(run)
+    inputs = translation.read_inputs(input_)  # before TensorFlow loads: a wrong input costs milliseconds
+    loaded = _load_run(run, checkpoint)
+    conditions, originals, outputs = translation.translate(loaded, inputs, derive=derive, seed=seed)
+    written = translation.write_outputs(out, conditions, originals, outputs, inputs.names, loaded.spec.value_range)
+    typer.echo(f"translated {len(outputs)} images: wrote {written}")
+
+
+@app.command()
+@reports_errors
 def export(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .keras file. Default: RUN/generator.keras."),

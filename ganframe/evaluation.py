@@ -220,6 +220,44 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
     return _rescale(take(data, np.arange(len(data))).images, data.spec.value_range, spec.value_range), where
 
 
+def _translator(samples: Any, kind: str, checkpoint: str | None, registry: Registry) -> Any:
+    """The :class:`ganframe.Run` of ``samples`` when its generator takes conditions (its scores compare each
+    output with its input's own target), else None."""
+    if kind != "run":
+        return None
+    if isinstance(samples, (str, Path)):
+        meta = json.loads((Path(samples) / "run.json").read_text())
+        if meta.get("spec", {}).get("condition_shape") is None:
+            return None
+        from ganframe.run import load_run  # run imports this module
+
+        return load_run(samples, checkpoint=checkpoint, registry=registry)
+    return samples if samples.gan.sampler.takes_condition else None
+
+
+def _translate(run: Any, examples: Any, spec: DataSpec, against: str, seed: int,
+               checkpoint: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``run``'s outputs for the conditions of ``examples`` (their own, or made as the run's ``[pairs]`` makes
+    them), in ``spec``'s value range, and where they came from."""
+    if examples.conditions is not None:
+        conditions = _rescale(examples.conditions, spec.value_range, run.spec.value_range)
+    elif run.config.pairs is not None:
+        from ganframe.pairs import derive_conditions
+
+        images = _rescale(examples.images, spec.value_range, run.spec.value_range)
+        conditions = derive_conditions(images, run.config.pairs, run.spec)
+    else:
+        raise ConfigError(f"run {str(run.path)!r} translates conditions, but {against} has none and the run made none "
+                          "([pairs]): score it against paired data")
+    if tuple(conditions.shape[1:]) != tuple(run.spec.condition_shape):
+        raise DataError(f"{against}'s conditions are {'x'.join(map(str, conditions.shape[1:]))}, but the run translates "
+                        f"{'x'.join(map(str, run.spec.condition_shape))}; score it against data of its own shape")
+    fake = _rescale(run.generate(len(conditions), seed=seed, conditions=conditions), run.spec.value_range,
+                    spec.value_range)
+    return fake, {"source": "run", "path": str(run.path), "step": run.step, "checkpoint": checkpoint or "latest",
+                  "seed": seed, "conditions": "each real image's own, output i against real image i"}
+
+
 def _run_data_dir(run: Path, data: str) -> Path | None:
     """The directory a run read ``data`` from, if it trained on that data set: where its real images lie."""
     config = validate_config(read_toml(run / "config.toml"))
@@ -252,14 +290,19 @@ def evaluate(samples: Any, against: str = "mnist:test",
     directory = (data_dir or (_run_data_dir(run_dir, name) if run_dir is not None else None)
                  or os.environ.get("GANFRAME_DATA_DIR") or None)
     real = registry.build("dataset", name, options, DataContext(Path(directory) if directory else None, seed))
-    fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,
-                                checkpoint=checkpoint)
-    if tuple(fake.shape[1:]) != tuple(real.spec.shape):
-        raise DataError(f"the samples are {'x'.join(map(str, fake.shape[1:]))} images but {against} holds "
-                        f"{'x'.join(map(str, real.spec.shape))}; score them against data of their own shape")
-    count = min(n, len(real), len(fake))
+    translator = _translator(samples, kind, checkpoint, registry)
+    if translator is None:
+        fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,
+                                    checkpoint=checkpoint)
+        if tuple(fake.shape[1:]) != tuple(real.spec.shape):
+            raise DataError(f"the samples are {'x'.join(map(str, fake.shape[1:]))} images but {against} holds "
+                            f"{'x'.join(map(str, real.spec.shape))}; score them against data of their own shape")
+    count = min(n, len(real)) if translator is not None else min(n, len(real), len(fake))
     picked = np.sort(np.random.default_rng(seed).choice(len(real), count, replace=False)) if count < len(real) else None
-    real_images = take(real, np.arange(len(real)) if picked is None else picked).images
+    examples = take(real, np.arange(len(real)) if picked is None else picked)
+    real_images = examples.images
+    if translator is not None:  # G's output for each real example's condition, against that example
+        fake, source = _translate(translator, examples, real.spec, against, seed, checkpoint)
     built = {metric: registry.build("metric", metric, values, real.spec) for metric, values in requested.items()}
     started = time.perf_counter()
     scores, higher = compute_scores(built, real_images, fake[:count])

@@ -129,6 +129,13 @@ class DerivedSource(DataSource):
         return {**example, "condition": tf.ensure_shape(self.derive(image[None])[0], self.spec.condition_shape)}
 
 
+def derive_conditions(images: np.ndarray, pairs: PairsConfig, spec: DataSpec) -> np.ndarray:
+    """The conditions ``pairs`` makes from ``images`` of ``spec`` (in its value range), a batch at a time."""
+    derive, _ = derivation(pairs, spec)
+    return np.concatenate([derive(tf.constant(images[start:start + BATCH])).numpy()
+                           for start in range(0, len(images), BATCH)]).astype(np.float32, copy=False)
+
+
 def derive_pairs(data: Data, pairs: PairsConfig) -> Data:
     """``data`` with each example paired with the condition ``pairs`` derives from its image.
 
@@ -143,6 +150,4 @@ def derive_pairs(data: Data, pairs: PairsConfig) -> Data:
     spec = dataclasses.replace(data.spec, condition_shape=shape)
     if isinstance(data, DataSource):
         return DerivedSource(data, derive, spec)
-    conditions = [derive(tf.constant(data.images[start:start + BATCH])).numpy()
-                  for start in range(0, len(data), BATCH)]
-    return ImageData(data.images, data.labels, spec, data.name, np.concatenate(conditions).astype(np.float32, copy=False))
+    return ImageData(data.images, data.labels, spec, data.name, derive_conditions(data.images, pairs, data.spec))

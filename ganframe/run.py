@@ -6,6 +6,7 @@ A run directory holds everything about one training run:
     run.json         data spec, versions of Python, TensorFlow, Keras, ganframe and every plugin used
     metrics.csv      the metrics log
     samples/         sample grids from fixed noise
+    conditions.npz   the conditions sample grids translate, for a generator that takes them
     checkpoints/     resumable checkpoints (see ganframe.checkpoints)
 
 Training is one ``fit`` unless the divergence guard trips: then the run rolls back to
@@ -64,8 +65,10 @@ from ganframe.schedules import StepSchedule, learning_rate, scale_learning_rate
 from ganframe.python_models import PYTHON_ARCH, check_models_for, check_python_settings, python_models, with_models
 from ganframe.report import SCORES_FILE
 
+#: The conditions a run's sample grids translate (array ``conditions``), so that a loaded run samples alike.
+CONDITIONS_FILE = "conditions.npz"
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
-RUN_FILES = ("config.toml", "run.json", "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
+RUN_FILES = ("config.toml", "run.json", CONDITIONS_FILE, "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
              "health.json", "samples", "checkpoints", "tensorboard", "generator.keras", "report", SCORES_FILE)
 
 #: Steps after the one a read error stopped at whose examples are searched for the culprit: the
@@ -428,6 +431,9 @@ def train(
         _clear_run_dir(run_dir)
     _write_text(run_dir / "config.toml", config_to_toml(_absolute_data_dir(config)))
     _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
+    if gan.sampler.conditions is not None:
+        with atomic_write(run_dir / CONDITIONS_FILE) as handle:
+            np.savez(handle, conditions=gan.sampler.conditions)
     if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
         all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
     budget = TimeBudget(config.max_time) if config.max_time is not None else None
@@ -578,6 +584,9 @@ def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry
         raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
     keras.utils.set_random_seed(config.seed)
     gan = build_gan(config, spec, registry)
+    if gan.sampler.takes_condition and (path / CONDITIONS_FILE).is_file():
+        with np.load(path / CONDITIONS_FILE) as saved:
+            gan.sampler.conditions = saved["conditions"]
     if checkpoint is not None:
         file = path / "checkpoints" / BEST if str(checkpoint) == "best" else Path(checkpoint)
         if str(checkpoint) == "best" and not file.is_file():

@@ -124,11 +124,12 @@ def test_version():
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["train", "plugins", "sample", "export", "--version", "--strict"]),
+        ([], ["train", "plugins", "sample", "translate", "export", "--version", "--strict"]),
         (["train"], ["--arch", "--data", "--steps", "--resume", "--config"]),
         (["plugins"], ["--json"]),
         (["sample"], ["Run directory", "--n", "--out", "--seed"]),
         (["export"], ["Run directory", "--out"]),
+        (["translate"], ["Run directory", "--input", "--out", "--derive"]),
     ],
 )
 def test_help(command, expected):
@@ -182,6 +183,7 @@ def test_console_script_imports_no_tensorflow(args):
 @pytest.mark.parametrize(("args", "message"), [
     (["sample", "nowhere"], "run directory 'nowhere' does not exist"),
     (["export", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["translate", "nowhere", "--input", "nowhere", "--out", "x.npz"], "run directory 'nowhere' does not exist"),
     (["report", "nowhere"], "run directory 'nowhere' does not exist"),
     (["train", "--resume", "nowhere"], "run directory 'nowhere' does not exist"),
     (["evaluate", "nowhere"], "samples 'nowhere' do not exist"),

@@ -38,6 +38,7 @@ import ganframe
 import ganframe.builtin.datasets
 import ganframe.plugins
 from ganframe.cli import app
+from tinyrun import build_translator, translator_config
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 CLI = Path(sys.executable).with_name("ganframe")
@@ -267,6 +268,19 @@ def full_disk_on_resume(scene: Scene) -> None:
 def full_disk_on_sample(scene: Scene) -> None:
     scene.run()
     scene.full_disk("x.png")
+
+
+def unconditioned_run_and_inputs(scene: Scene) -> None:
+    scene.run()
+    np.savez(scene.path / "in.npz", images=np.zeros((2, 8, 8), np.uint8))
+
+
+def paired_run_and_small_inputs(scene: Scene) -> None:
+    """RUN: a 2-step run of a tiny image-conditioned GAN on digits paired with masked copies; in.npz: 6x6 images."""
+    scene.plugin("translator", ganframe_register_architectures=lambda register: register(
+        "translator", build_translator, "A tiny image-conditioned GAN."))
+    ganframe.train(translator_config(scene.path, out=str(scene.path / "RUN")), progress=False)
+    np.savez(scene.path / "in.npz", images=np.zeros((2, 6, 6), np.uint8))
 
 
 # -- the rows -----------------------------------------------------------------------------------------
@@ -505,6 +519,11 @@ ROWS = [
     Row("sample-no-checkpoint", ("sample", "RUN", "--out", "x.png"), 1, ("'run' has no usable checkpoint",), no_checkpoints),
     Row("sample-write-fails", ("sample", "RUN", "--out", "x.png"), 1, ("file system error", "no space left on device"),
         full_disk_on_sample),
+    Row("translate-not-conditioned", ("translate", "RUN", "--input", "in.npz", "--out", "out.npz"), 2,
+        ("does not translate images: its generator takes no condition", "ganframe sample"), unconditioned_run_and_inputs),
+    Row("translate-wrong-size", ("translate", "RUN", "--input", "in.npz", "--out", "out.npz"), 2,
+        ("the input images are 6x6x1, but this run translates conditions of 8x8x1", "resize them"),
+        paired_run_and_small_inputs),
     Row("export-bad-extension", ("export", "RUN", "--out", "g.h5"), 2, ("g.h5", "must be .keras")),
     Row("export-parent-is-a-file", ("export", "RUN", "--out", "notes.txt/g.keras"), 2, ("'notes.txt' is a file, not a directory",),
         lambda s: s.write("notes.txt", "notes")),

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ganframe import DataSpec
+import ganframe
+from ganframe import DataSpec, Networks
 
 SPEC = DataSpec((8, 8, 1))  # scikit-learn's digits
 TINY = {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
@@ -36,6 +37,39 @@ def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
 
 #: The counter Keras appends to a repeated layer or optimizer name (dense_3, adam_1).
 _NAME_COUNTER = re.compile(r"_\d+")
+
+
+def build_translator(spec: DataSpec, options: Any) -> Networks:
+    """A tiny image-conditioned GAN for paired data: G maps the condition (no noise) to an image, D sees
+    the image beside its condition."""
+    import keras
+
+    condition = keras.Input(spec.condition_shape)
+    x = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(condition))
+    generator = keras.Model(condition, keras.layers.Reshape(spec.shape)(keras.layers.Dense(spec.size, activation="sigmoid")(x)))
+    image, seen = keras.Input(spec.shape), keras.Input(spec.condition_shape)
+    y = keras.layers.Concatenate()([keras.layers.Flatten()(image), keras.layers.Flatten()(seen)])
+    discriminator = keras.Model([image, seen], keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(y)))
+    return Networks(generator, discriminator, latent_dim=0, output_range=(0.0, 1.0), takes_condition=True)
+
+
+def translator_registry(*extra: tuple[str, Any]) -> Any:
+    """ganframe's registry plus an in-process plugin registering :func:`build_translator` as ``translator``
+    (and the ``extra`` (name, plugin) pairs)."""
+    class Translator:
+        @staticmethod
+        @ganframe.hookimpl
+        def ganframe_register_architectures(register: Any) -> None:
+            register("translator", build_translator, "A tiny image-conditioned GAN (tests).")
+
+    return ganframe.load_plugins(extra=[("translator", Translator), *extra])
+
+
+def translator_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
+    """:func:`tiny_config` for the ``translator``: digits paired with their masked copies, 2 steps."""
+    return tiny_config(tmp_path, arch="translator", arch_options={}, pairs={"derive": "mask", "hole": 4}, steps=2,
+                       penalties={"reconstruction": {}}, callbacks={"samples": {"every": 0}, "checkpoint": {"every": 2}},
+                       **changes)
 
 
 def training_variables(gan: Any) -> dict[str, Any]:
