@@ -261,52 +261,46 @@ def pip_install_target(sources: list[Path], target: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def install_train_and_test(root: Path, project: str, plugin: str) -> None:
-    """Install the generated ``project`` and ``plugin`` under ``root``: their components are listed, the
-    project trains with its own config, and both pass their own tests against this ganframe."""
-    site = root / "site"
+@pytest.mark.slow
+def test_generated_projects_and_plugins_of_this_and_the_previous_release_install_train_and_pass_their_tests(tmp_path):
+    """A project and a plugin made now, and a pair made by the previous release's templates at contract 1.0
+    (tests/previous_release, kept as generated): all four install, list their components, both projects
+    train with their own configs, and all four pass their own tests against this ganframe."""
+    assert new("my-gan", "--dir", str(tmp_path)).exit_code == 0
+    assert new("my-plugin", "-t", "plugin", "--kinds", ",".join(KINDS), "--dir", str(tmp_path)).exit_code == 0
+    for name in ("old-gan", "old-plugin"):
+        shutil.copytree(PREVIOUS_RELEASE / name, tmp_path / name)
+    assert "contract 1.x" in (tmp_path / "old-plugin" / "old_plugin" / "plugin.py").read_text()
+    pairs = (("my-gan", "my-plugin"), ("old-gan", "old-plugin"))
+    site = tmp_path / "site"
     # Build from copies: an in-tree build would leave build/ and *.egg-info next to the sources.
-    sources = [shutil.copytree(root / name, root / "build" / name) for name in (project, plugin)]
-    pip_install_target(sources, site)
+    pip_install_target([shutil.copytree(tmp_path / name, tmp_path / "build" / name) for pair in pairs for name in pair],
+                       site)
     env = env_without_plugin_switches(PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
 
     listed = subprocess.run([str(CLI), "plugins"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
-    for kind, name in [("architecture", f"{project}-mlp"), ("dataset", f"{project}-shapes"),
-                       ("architecture", f"{plugin}-mlp"), ("dataset", f"{plugin}-shapes"), ("loss", f"{plugin}-lsq"),
-                       ("callback", f"{plugin}-log"), ("augmentation", f"{plugin}-flip"),
-                       ("metric", f"{plugin}-pixel-gap"), ("feature_extractor", f"{plugin}-pool")]:
-        assert any(line.split()[:2] == [kind, name] for line in listed.stdout.splitlines()), f"{kind} {name}:\n{listed.stdout}"
+    for project, plugin in pairs:
+        for kind, name in [("architecture", f"{project}-mlp"), ("dataset", f"{project}-shapes"),
+                           ("architecture", f"{plugin}-mlp"), ("dataset", f"{plugin}-shapes"), ("loss", f"{plugin}-lsq"),
+                           ("callback", f"{plugin}-log"), ("augmentation", f"{plugin}-flip"),
+                           ("metric", f"{plugin}-pixel-gap"), ("feature_extractor", f"{plugin}-pool")]:
+            assert any(line.split()[:2] == [kind, name] for line in listed.stdout.splitlines()), f"{kind} {name}:\n{listed.stdout}"
     assert "FAILED" not in listed.stdout
 
-    trained = subprocess.run([str(CLI), "train", "--config", "ganframe.toml", "--steps", "20", "--no-jit",
-                              "--sample-every", "10", "--checkpoint-every", "10"],
-                             cwd=root / project, env=env, capture_output=True, text=True, timeout=300)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert sorted((root / project).glob(f"runs/{project}-mlp-digits-*/samples/step_*.png")), trained.stdout
-    shutil.rmtree(root / project / "runs")
+    for project, _ in pairs:
+        trained = subprocess.run([str(CLI), "train", "--config", "ganframe.toml", "--steps", "20", "--no-jit",
+                                  "--sample-every", "10", "--checkpoint-every", "10"],
+                                 cwd=tmp_path / project, env=env, capture_output=True, text=True, timeout=300)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert sorted((tmp_path / project).glob(f"runs/{project}-mlp-digits-*/samples/step_*.png")), trained.stdout
+        shutil.rmtree(tmp_path / project / "runs")
 
     tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-                             str(root / project / "tests"), str(root / plugin / "tests")],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+                             *(str(tmp_path / name / "tests") for pair in pairs for name in pair)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
     assert " passed" in tested.stdout and "skipped" not in tested.stdout
-
-
-@pytest.mark.slow
-def test_generated_project_and_plugin_install_train_and_pass_their_tests(tmp_path):
-    assert new("my-gan", "--dir", str(tmp_path)).exit_code == 0
-    assert new("my-plugin", "-t", "plugin", "--kinds", ",".join(KINDS), "--dir", str(tmp_path)).exit_code == 0
-    install_train_and_test(tmp_path, "my-gan", "my-plugin")
-
-
-@pytest.mark.slow
-def test_a_project_and_plugin_made_by_the_previous_release_still_install_train_and_pass_their_tests(tmp_path):
-    """Made by the previous release's templates at contract 1.0 (tests/previous_release, kept as generated)."""
-    for name in ("old-gan", "old-plugin"):
-        shutil.copytree(PREVIOUS_RELEASE / name, tmp_path / name)
-    assert "contract 1.x" in (tmp_path / "old-plugin" / "old_plugin" / "plugin.py").read_text()
-    install_train_and_test(tmp_path, "old-gan", "old-plugin")
 
 
 @pytest.mark.slow
