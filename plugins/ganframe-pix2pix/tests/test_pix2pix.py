@@ -60,6 +60,15 @@ def test_the_plugin_loads_and_registers_its_components(registry):
     }
 
 
+def test_ganframe_plugins_lists_it():
+    """What a user sees: ``ganframe plugins`` names the distribution and each component."""
+    done = subprocess.run([sys.executable, "-m", "ganframe", "plugins"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ganframe-pix2pix 0.1.0" in done.stdout
+    for kind, name in (("architecture", "unet"), ("loss", "patchgan"), ("loss", "l1_only"), ("metric", "psnr")):
+        assert any(line.split()[:2] == [kind, name] for line in done.stdout.splitlines()), f"{kind} {name}"
+
+
 def test_registering_the_plugin_imports_no_tensorflow():
     code = "import sys, ganframe_pix2pix.plugin; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
