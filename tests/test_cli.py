@@ -324,7 +324,8 @@ TRAIN_ERRORS = {
         lambda tmp: ["--resume", str(tmp), "--config", str(_write(tmp / "c.toml", "steps = 3\n"))],
         ["--config cannot be combined"]),
     "unknown-penalty": (lambda tmp: ["--penalty", "gradient-penalty=10"],
-                        ["unknown penalty 'gradient-penalty'; available: gradient_penalty, r1, r2",
+                        ["unknown penalty 'gradient-penalty'; available: classification, feature_matching, "
+                         "gradient_penalty, mode_seeking, r1, r2, reconstruction",
                          "did you mean 'gradient_penalty'?"]),
     "penalty-alias": (lambda tmp: ["--penalty", "gp"], ["unknown penalty 'gp'", "did you mean 'gradient_penalty'?"]),
     "penalty-weight-not-a-number": (lambda tmp: ["--penalty", "r1=strong"],
