@@ -31,7 +31,7 @@ from ganframe.config import EvaluationConfig, read_toml, validate_config
 from ganframe.contract import DataContext, DataSpec, Metric
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
-from ganframe.images import samples_kind
+from ganframe.images import rescale, samples_kind
 from ganframe.pipeline import Data, take
 from ganframe.plugins import Registry, get_registry
 from ganframe.report import SCORES_FILE
@@ -169,14 +169,6 @@ def parse_against(text: str) -> tuple[str, dict[str, Any]]:
     return name, {"split": split} if colon else {}
 
 
-def _rescale(images: np.ndarray, source: tuple[float, float], target: tuple[float, float]) -> np.ndarray:
-    """Images mapped linearly from one value range to another (a run trained on [-1, 1] data against [0, 1] data)."""
-    if tuple(map(float, source)) == tuple(map(float, target)):
-        return images
-    unit = (images - source[0]) / (source[1] - source[0])
-    return (target[0] + unit * (target[1] - target[0])).astype(np.float32)
-
-
 def _kind(samples: Any) -> str:
     """:func:`samples_kind`, and ``"run"`` for a :class:`ganframe.Run` too."""
     from ganframe.run import Run  # run imports this module
@@ -206,7 +198,7 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
                               "it has: pass ganframe.load_run(path, checkpoint=...) instead")
         else:
             run, checkpoint = samples, "in memory"
-        images = _rescale(run.generate(n, seed=seed), run.spec.value_range, spec.value_range)
+        images = rescale(run.generate(n, seed=seed), run.spec.value_range, spec.value_range)
         return images, {"source": "run", "path": str(run.path), "step": run.step,
                         "checkpoint": checkpoint or "latest", "seed": seed}
     path, context = Path(samples), DataContext(None, seed)
@@ -217,7 +209,7 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
     else:
         data = registry.build("dataset", "npz", {"path": str(path), "limit": n}, context)
         where = {"source": "file", "path": str(path)}
-    return _rescale(take(data, np.arange(len(data))).images, data.spec.value_range, spec.value_range), where
+    return rescale(take(data, np.arange(len(data))).images, data.spec.value_range, spec.value_range), where
 
 
 def _translator(samples: Any, kind: str, checkpoint: str | None, registry: Registry) -> Any:
@@ -226,11 +218,10 @@ def _translator(samples: Any, kind: str, checkpoint: str | None, registry: Regis
     if kind != "run":
         return None
     if isinstance(samples, (str, Path)):
-        meta = json.loads((Path(samples) / "run.json").read_text())
-        if meta.get("spec", {}).get("condition_shape") is None:
-            return None
-        from ganframe.run import load_run  # run imports this module
+        from ganframe.run import load_run, run_spec  # run imports this module
 
+        if run_spec(samples).condition_shape is None:
+            return None
         return load_run(samples, checkpoint=checkpoint, registry=registry)
     return samples if samples.gan.sampler.takes_condition else None
 
@@ -240,11 +231,11 @@ def _translate(run: Any, examples: Any, spec: DataSpec, against: str, seed: int,
     """``run``'s outputs for the conditions of ``examples`` (their own, or made as the run's ``[pairs]`` makes
     them), in ``spec``'s value range, and where they came from."""
     if examples.conditions is not None:
-        conditions = _rescale(examples.conditions, spec.value_range, run.spec.value_range)
+        conditions = rescale(examples.conditions, spec.value_range, run.spec.value_range)
     elif run.config.pairs is not None:
         from ganframe.pairs import derive_conditions
 
-        images = _rescale(examples.images, spec.value_range, run.spec.value_range)
+        images = rescale(examples.images, spec.value_range, run.spec.value_range)
         conditions = derive_conditions(images, run.config.pairs, run.spec)
     else:
         raise ConfigError(f"run {str(run.path)!r} translates conditions, but {against} has none and the run made none "
@@ -252,7 +243,7 @@ def _translate(run: Any, examples: Any, spec: DataSpec, against: str, seed: int,
     if tuple(conditions.shape[1:]) != tuple(run.spec.condition_shape):
         raise DataError(f"{against}'s conditions are {'x'.join(map(str, conditions.shape[1:]))}, but the run translates "
                         f"{'x'.join(map(str, run.spec.condition_shape))}; score it against data of its own shape")
-    fake = _rescale(run.generate(len(conditions), seed=seed, conditions=conditions), run.spec.value_range,
+    fake = rescale(run.generate(len(conditions), seed=seed, conditions=conditions), run.spec.value_range,
                     spec.value_range)
     return fake, {"source": "run", "path": str(run.path), "step": run.step, "checkpoint": checkpoint or "latest",
                   "seed": seed, "conditions": "each real image's own, output i against real image i"}

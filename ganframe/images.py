@@ -20,6 +20,14 @@ def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) 
     return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
+def rescale(images: np.ndarray, source: tuple[float, float], target: tuple[float, float]) -> np.ndarray:
+    """Images mapped linearly from one value range to another (a run trained on [-1, 1] data against [0, 1] data)."""
+    if tuple(map(float, source)) == tuple(map(float, target)):
+        return images
+    unit = (images - source[0]) / (source[1] - source[0])
+    return (target[0] + unit * (target[1] - target[0])).astype(np.float32)
+
+
 def image_grid(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0), columns: int | None = None,
                padding: int = 2) -> np.ndarray:
     """Tile (N, H, W, C) images into one (rows, columns) uint8 picture with a dark border."""

@@ -562,6 +562,18 @@ def _roll_back(gan: GAN, directory: Path, initial: dict[str, np.ndarray] | None,
     return gan.global_step
 
 
+def run_spec(path: str | Path) -> DataSpec:
+    """The data spec a run trained on, as its run.json records it (a :class:`RunError` if that file is missing or damaged)."""
+    file = Path(path) / "run.json"
+    try:
+        meta = json.loads(file.read_text())
+        condition = meta["spec"].get("condition_shape")  # absent from runs written before conditions existed
+        return DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"],
+                        None if condition is None else tuple(condition))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"{file} is missing or damaged ({error})") from None
+
+
 def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry: Registry | None = None,
              generator: keras.Model | None = None, discriminator: keras.Model | None = None) -> Run:
     """A finished or interrupted run, restored from its newest good checkpoint (no data needed).
@@ -575,13 +587,7 @@ def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry
     models = python_models(generator, discriminator)
     check_models_for(path, config, models)
     registry = with_models(registry or get_registry(), models)
-    try:
-        meta = json.loads((path / "run.json").read_text())
-        condition = meta["spec"].get("condition_shape")  # absent from runs written before conditions existed
-        spec = DataSpec(tuple(meta["spec"]["shape"]), tuple(meta["spec"]["value_range"]), meta["spec"]["num_classes"],
-                        None if condition is None else tuple(condition))
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunError(f"{path / 'run.json'} is missing or damaged ({error})") from None
+    spec = run_spec(path)
     keras.utils.set_random_seed(config.seed)
     gan = build_gan(config, spec, registry)
     if gan.sampler.takes_condition and (path / CONDITIONS_FILE).is_file():

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ganframe.contract import DataSpec
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import atomic_write
-from ganframe.images import save_image_grid, to_uint8
+from ganframe.images import rescale, save_image_grid, to_uint8
 
 #: Image files a folder of inputs may hold (what Pillow reads), by suffix.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -90,12 +90,6 @@ def _read_array(file: Path) -> Inputs:
     return Inputs(array, [f"{index:06d}" for index in range(len(array))])
 
 
-def in_range(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Images in [0, 1] mapped onto ``value_range``."""
-    low, high = value_range
-    return (images * (high - low) + low).astype(np.float32)
-
-
 def check_shape(images: np.ndarray, expected: tuple[int, ...], what: str, hint: str) -> None:
     """Refuse inputs whose shape is not the one the run takes, saying which it takes."""
     if tuple(images.shape[1:]) != tuple(expected):
@@ -116,7 +110,7 @@ def translate(run: Any, inputs: Inputs, derive: bool = False, seed: int = 0) -> 
         raise ConfigError(f"run {str(run.path)!r} does not translate images: its generator takes no condition. "
                           "Train on paired data ([pairs] or a paired folder) with an architecture that takes "
                           "conditions (e.g. unet from ganframe-pix2pix); generate with `ganframe sample` instead")
-    images = in_range(inputs.images, spec.value_range)
+    images = rescale(inputs.images, (0.0, 1.0), spec.value_range)
     if not derive:
         check_shape(images, spec.condition_shape, "conditions", "resize them, or with --derive give whole images "
                     "whose conditions the run's [pairs] makes")
