@@ -616,7 +616,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for summary in summaries.values():
         summary["of_ceiling"] = (None if ceiling["ceiling_steps_per_s"] is None
                                  else summary["median_steps_per_s"] / ceiling["ceiling_steps_per_s"])
-    ratios, paired = {}, {}
+    ratios, paired, best, cpu = {}, {}, {}, {}
     for a, b in (("ganframe", "handwritten"), ("ganframe", "seed"), ("handwritten", "seed"),
                  ("ganframe+callbacks", "ganframe"), ("ganframe+callbacks", "handwritten"),
                  ("ganframe", "ganframe-unguarded"), ("ganframe-unguarded", "handwritten")):
@@ -624,6 +624,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             ratios[f"{a}/{b}"] = summaries[a]["median_steps_per_s"] / summaries[b]["median_steps_per_s"]
             # The same ratio within each round (loops timed minutes apart see different machine load).
             paired[f"{a}/{b}"] = statistics.median(x / y for x, y in zip(results[a].rates, results[b].rates))
+            # Other load on the machine only ever slows a round down: the fastest rounds are the least
+            # disturbed (timeit's reasoning), and process CPU time per step does not count time not running.
+            best[f"{a}/{b}"] = summaries[a]["max_steps_per_s"] / summaries[b]["max_steps_per_s"]
+            cpu[f"{a}/{b}"] = summaries[b]["median_cpu_ms_per_step"] / summaries[a]["median_cpu_ms_per_step"]
     return {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "settings": {"data": data.description, "arch": args.arch, "batch_size": args.batch_size, "rounds": args.rounds,
@@ -632,7 +636,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "loops": summaries,
         "ratios": ratios,
         "paired_ratios": paired,
-        "targets": {k: {"target": v, "value": ratios.get(k), "met": ratios.get(k, 0) >= v}
+        "best_ratios": best,
+        "cpu_ratios": cpu,
+        "targets": {k: {"target": v, "value": ratios.get(k), "met": ratios.get(k, 0) >= v,
+                        "met_by_best": best.get(k, 0) >= v}
                     for k, v in TARGETS.items() if k in ratios},
         "flop_ceiling": ceiling,
         "matmul_gflops_samples": matmul_rates,
@@ -679,12 +686,16 @@ def report(results: dict[str, Any]) -> str:
                      f"median {statistics.median(extra):.2f} s per fit")
     if results["ratios"]:
         lines.append("")
-        lines.append(f"{'ratio of steps/s':<32} {'medians':>7} {'paired':>7}")
+        lines.append(f"{'ratio of steps/s':<32} {'medians':>7} {'paired':>7} {'best':>7} {'cpu':>7}")
         for key, value in results["ratios"].items():
             target = results["targets"].get(key)
-            mark = f"   target >= {target['target']}: {'met' if target['met'] else 'NOT MET'}" if target else ""
-            lines.append(f"{key:<32} {value:7.3f} {results['paired_ratios'][key]:7.3f}{mark}")
-        lines.append("(medians: ratio of the loops' median steps/s; paired: median over rounds of the ratio within a round)")
+            mark = (f"   target >= {target['target']}: {'met' if target['met'] else 'NOT MET'} "
+                    f"(best rounds: {'met' if target['met_by_best'] else 'NOT MET'})") if target else ""
+            lines.append(f"{key:<32} {value:7.3f} {results['paired_ratios'][key]:7.3f} "
+                         f"{results['best_ratios'][key]:7.3f} {results['cpu_ratios'][key]:7.3f}{mark}")
+        lines.append("(medians: ratio of the loops' median steps/s; paired: median over rounds of the ratio within a round;\n"
+                     " best: ratio of the fastest rounds, the least disturbed by other load; "
+                     "cpu: inverse ratio of median CPU ms/step)")
         if results["settings"]["quick"]:
             lines.append("--quick: a smoke run; 5-step rounds are dominated by per-call costs, so these ratios mean little")
     lines.append(f"peak RSS {results['peak_rss_mib']:.0f} MiB (whole process); total {results['total_s']:.0f} s")
