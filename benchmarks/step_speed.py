@@ -251,7 +251,7 @@ def load_data(args: argparse.Namespace) -> Data:
     data_dir = args.data_dir or (Path(os.environ["GANFRAME_DATA_DIR"]) if os.environ.get("GANFRAME_DATA_DIR") else None)
     registry = ganframe.get_registry()
     data = registry.build("dataset", "mnist", {}, ganframe.DataContext(data_dir, args.seed))
-    images = data.images
+    images = data.float_images()
 
     def next_real() -> Any:  # the seed's X_train[np.random.randint(0, N, batch_size)]
         return images[rng.integers(0, len(images), batch)]

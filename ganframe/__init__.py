@@ -22,6 +22,7 @@ from ganframe.contract import (
     DataContext,
     DataSource,
     DataSpec,
+    DataStream,
     FeatureExtractor,
     ImageData,
     Metric,
@@ -35,7 +36,7 @@ from ganframe.contract import (
 from ganframe.errors import ConfigError, DataError, GanframeError, PluginError, RunError
 from ganframe.files import CsvLog, atomic_write
 from ganframe.hookspecs import hookimpl, hookspec
-from ganframe.images import save_image_grid
+from ganframe.images import display_as, save_image_grid
 from ganframe.intervals import IntervalMeans
 from ganframe.plugins import get_registry, load_plugins
 from ganframe.quiet import install as _quiet_tensorflow
@@ -69,6 +70,7 @@ __all__ = [
     "DataError",
     "DataSource",
     "DataSpec",
+    "DataStream",
     "FeatureExtractor",
     "GanframeError",
     "ImageData",
@@ -85,6 +87,7 @@ __all__ = [
     "WeightOptions",
     "__version__",
     "atomic_write",
+    "display_as",
     "get_registry",
     "hookimpl",
     "hookspec",

@@ -378,8 +378,9 @@ def sample(
 @reports_errors
 def translate(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory of an image-conditioned GAN (e.g. pix2pix)."),
-    input_: Path = typer.Option(..., "--input", "-i", help="A folder of images or an .npz (array 'images'): "
-                                                            "uint8, or floats in [0, 1]."),
+    input_: Path = typer.Option(..., "--input", "-i", help="A folder of images (subfolders too) or an .npz/.npy "
+                                                            "(array x, images, x_train or its only one): uint8, "
+                                                            "or floats in [0, 1]."),
     out: Path = typer.Option(..., "--out", "-o", help="A folder (one PNG per input), an .npz (array 'images') or "
                                                        "a .png grid of input | output rows."),
     derive: bool = typer.Option(False, "--derive", help="The inputs are whole images: make their conditions as the "
@@ -395,7 +396,7 @@ def translate(
     if out.suffix:
         _check_output(out, {out.suffix.lower(): "the output"})
     check_run_dir(run)
-    inputs = translation.read_inputs(input_)  # before TensorFlow loads: a wrong input costs milliseconds
+    inputs = translation.read_inputs(input_)  # before the run: a bad file or header costs no TensorFlow
     loaded = _load_run(run, checkpoint)
     conditions, originals, outputs = translation.translate(loaded, inputs, derive=derive, seed=seed)
     written = translation.write_outputs(out, conditions, originals, outputs, inputs.names, loaded.spec.value_range)
@@ -443,8 +444,10 @@ def _print_scores(evaluation: Any) -> None:
                          for m in protocol["metrics"].values() if m.get("extractor")})
     options = "".join(f" {key}={value}" for key, value in real["options"].items())
     where = f" {fake['path']}" if "path" in fake else ""
+    made = (f" translated the conditions of those {fake['images']} real images: {fake['conditions']}"
+            if "conditions" in fake else f", {fake['images']} images")
     notes = [f"real: {real['data']}{options}, {real['images']} images ({real['subset']})",
-             f"fake: {fake['source']}{where}, {fake['images']} images",
+             f"fake: {fake['source']}{where}{made}",
              *(f"features: {text}" for text in extractors)]
     try:
         from rich.console import Console

@@ -234,10 +234,11 @@ class RunConfig(_Section):
             )
         return per_execution
 
-    def total_steps(self, dataset_size: int) -> int | None:
+    def total_steps(self, dataset_size: int | None) -> int | None:
         """Steps the run is asked for, or None when only ``max_time`` bounds it.
 
-        A length derived from epochs (or the default) is rounded down to whole executions.
+        A length derived from epochs (or the default) is rounded down to whole executions; epochs need
+        ``dataset_size`` (a stream of unknown size has none).
         """
         if self.steps is not None:
             return self.steps

@@ -10,7 +10,7 @@ different people fit together:
 kind                factory(...)                          returns
 ==================  ====================================  =====================
 architecture        ``(spec: DataSpec, options)``          :class:`Networks`
-dataset             ``(context: DataContext, options)``    :class:`ImageData` or :class:`DataSource`
+dataset             ``(context: DataContext, options)``    :class:`ImageData`, :class:`DataSource` or :class:`DataStream`
 loss                ``(spec: DataSpec, options)``          :class:`AdversarialLoss` or :class:`Penalty`
 callback            ``(context: CallbackContext, options)`` ``keras.callbacks.Callback``
 augmentation        ``(spec: DataSpec, options)``          :class:`Augmentation`
@@ -39,10 +39,11 @@ from ganframe.errors import DataError
 #: :class:`Update`, and data may pair each image with a condition that networks take; 1.3, the step's
 #: contract: D may return named heads beside its logit, a term may join both networks' losses, read
 #: the heads, the noise and G, and weigh itself by the step (:class:`WeightOptions`), and G may take
-#: the class while D does not). Each was an addition: components written to 1.0 load and train
-#: unchanged, and plugins made by ``ganframe new`` refuse a major number other than their own, so
-#: the major number stays 1 until something breaks. Plugins may check it.
-CONTRACT_VERSION = "1.3"
+#: the class while D does not; 1.4: :class:`ImageData` may hold uint8 images, and a dataset may return
+#: a :class:`DataStream`, read front to back, of a size that may be unknown). Each was an addition:
+#: components written to 1.0 load and train unchanged, and plugins made by ``ganframe new`` refuse a
+#: major number other than their own, so the major number stays 1 until something breaks. Plugins may check it.
+CONTRACT_VERSION = "1.4"
 
 #: Component kinds, in the order ``ganframe plugins`` lists them.
 KINDS = ("architecture", "dataset", "loss", "callback", "augmentation", "metric", "feature_extractor")
@@ -144,7 +145,11 @@ class InvalidImageData(DataError):
 
 @dataclass(frozen=True, eq=False)
 class ImageData:
-    """A whole data set in memory: float32 images (N, H, W, C) within ``spec.value_range``.
+    """A whole data set in memory: images (N, H, W, C), float32 within ``spec.value_range`` or uint8 holding 0..255.
+
+    uint8 images stay bytes in memory (a quarter of the floats) and become floats in the value range
+    a batch at a time in the input pipeline, as a :class:`DataSource`'s do; :meth:`float_images` gives
+    them all as floats, :func:`ganframe.pipeline.take` some.
 
     ``labels`` are class ids (N,) in ``[0, spec.num_classes)``, or None; any integer dtype is
     accepted (numpy's default int64 included) and stored as int32. ``conditions`` are the examples'
@@ -173,10 +178,10 @@ class ImageData:
             return f"images have shape {tuple(images.shape)}, expected (N, {', '.join(map(str, self.spec.shape))})"
         if images.shape[0] == 0:
             return "the data set holds no images"
-        if images.dtype != np.float32:
-            return f"images must be float32, got {images.dtype}"
+        if images.dtype not in (np.float32, np.uint8):
+            return f"images must be float32 (in the value range) or uint8 (0..255), got {images.dtype}"
         low, high = self.spec.value_range
-        if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
+        if images.dtype == np.float32 and (float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6):
             return (f"pixel values span [{images.min():g}, {images.max():g}], "
                     f"outside the declared range [{low:g}, {high:g}]")
         problem = self._condition_problem()
@@ -212,6 +217,14 @@ class ImageData:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def float_images(self) -> np.ndarray:
+        """The images as float32 in ``spec.value_range``: themselves, or uint8 mapped bit for bit as the input
+        pipeline maps them (a new array, four times the bytes)."""
+        if self.images.dtype != np.uint8:
+            return self.images
+        low, high = self.spec.value_range
+        return (self.images.astype(np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
 
 
 class DataSource(abc.ABC):
@@ -250,6 +263,43 @@ class DataSource(abc.ABC):
     def describe(self, index: int) -> str:
         """How a message names example ``index`` (a file's path, a record's key) when it cannot be read."""
         return f"example {index}"
+
+
+class DataStream(abc.ABC):
+    """A data set read front to back, for storage that cannot be read by index (TFRecord shards, a generator,
+    a feed) or whose size is not known.
+
+    A dataset factory returns one instead of :class:`ImageData` or a :class:`DataSource`
+    (docs/datasets.md). Training reads pass after pass through a shuffle buffer of
+    :attr:`shuffle_buffer` examples, seeded by the run's seed and the step the pipeline starts at;
+    each worker of a multi-worker run reads its own share. Without indices a resumed run cannot start
+    at its step's examples: it starts a new pass, shuffled anew. Evaluation and the health probe read
+    the first examples of a shuffled pass into memory (:func:`ganframe.pipeline.sample`).
+    """
+
+    #: What the examples look like, as for a :class:`DataSource`.
+    spec: DataSpec
+    #: How messages name the data set.
+    name: str = "data"
+    #: Examples in one pass, or None when unknown: a run on it is then as long as its steps or
+    #: max_time say, and epochs are refused unless :meth:`count` finds the size.
+    size: int | None = None
+    #: Examples the shuffle buffer holds, each as :meth:`examples` gives it (a uint8 image costs H×W×C bytes).
+    shuffle_buffer: int = 1000
+
+    @abc.abstractmethod
+    def examples(self, worker: int, workers: int) -> Any:
+        """One pass over worker ``worker``'s share of ``workers``, as a ``tf.data.Dataset`` of dicts shaped as
+        :meth:`DataSource.read` returns them, in an order fixed for the source (runs then repeat).
+
+        Every example belongs to exactly one share; a source that cannot split its storage returns
+        ``dataset.shard(workers, worker)``. An endless pass is allowed (``size`` None).
+        """
+
+    def count(self) -> int | None:
+        """The examples in one pass, counted by reading them if need be: what a run measured in epochs needs.
+        By default :attr:`size`."""
+        return self.size
 
 
 @dataclass(frozen=True, eq=False)

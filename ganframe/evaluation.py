@@ -2,7 +2,8 @@
 
 Every ``evaluation.every`` steps (and when training ends, and at step 0 of a new run, as
 a baseline that also checks the configuration early) the :class:`Evaluator` draws
-``evaluation.samples`` images from fixed noise, scores them against as many real images
+``evaluation.samples`` images from fixed noise (a generator that takes conditions translates
+those of the real images instead), scores them against as many real images
 with every configured metric, appends a row to ``evaluations.csv`` and prints it. When
 ``evaluation.best`` names one of the scores, each improvement is saved to
 ``checkpoints/best.npz`` (a named slot that rotation never removes). What the scores depend on
@@ -28,11 +29,11 @@ import numpy as np
 from ganframe import __version__
 from ganframe.checkpoints import BEST, save_checkpoint
 from ganframe.config import EvaluationConfig, read_toml, validate_config
-from ganframe.contract import DataContext, DataSpec, Metric
+from ganframe.contract import DataContext, DataSpec, DataStream, Metric
 from ganframe.errors import ConfigError, DataError
 from ganframe.files import CsvLog, atomic_write
-from ganframe.images import rescale, samples_kind
-from ganframe.pipeline import Data, take
+from ganframe.images import read_images, rescale, samples_kind
+from ganframe.pipeline import Data, sample, take
 from ganframe.plugins import Registry, get_registry
 from ganframe.report import SCORES_FILE
 
@@ -66,8 +67,7 @@ class Evaluator(keras.callbacks.Callback):
         self.metrics = metrics
         self.config = config
         self.seed = seed
-        count = min(config.samples, len(real))
-        reference = take(real, np.random.default_rng(seed).choice(len(real), count, replace=False))
+        reference = sample(real, config.samples, seed)
         #: The real images, and their conditions, which G translates, for a G that takes one (else None).
         self.real, self.conditions = reference.images, reference.conditions
         self.log = CsvLog(run_dir / "evaluations.csv")
@@ -101,10 +101,12 @@ class Evaluator(keras.callbacks.Callback):
 
     def write_protocol(self) -> None:
         """``evaluations.json``: what the scores in ``evaluations.csv`` depend on."""
+        fake = (f"the real images' conditions translated, output i against real image i (noise seed {self.seed + 1})"
+                if self.model.sampler.takes_condition else f"generated from fixed noise, seed {self.seed + 1}")
         protocol = {
             "ganframe": __version__,
             "real": f"a random subset of the run's training data (config.toml: data, data_options), seed {self.seed}",
-            "fake": f"generated from fixed noise, seed {self.seed + 1}",
+            "fake": fake,
             "n_real": len(self.real),
             "n_fake": len(self.real),
             "metrics": {name: metric_protocol(metric) for name, metric in self.metrics.items()},
@@ -182,8 +184,8 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
 
     A run directory generates ``n`` from noise seeded by ``seed`` (its checkpoint: the newest good
     one, or ``checkpoint``), a :class:`ganframe.Run` from its weights as they are; an ``.npz``/``.npy``
-    file or an image folder gives its first ``n`` images, read by the ``npz`` and ``folder`` datasets
-    (a folder resized to ``spec``'s size).
+    file or an image folder gives its first ``n`` images (:func:`ganframe.images.read_images`, a folder
+    resized to ``spec``'s size).
     """
     kind = _kind(samples)
     if kind == "array":
@@ -201,15 +203,13 @@ def load_samples(samples: Any, n: int, spec: DataSpec, *, registry: Registry, se
         images = rescale(run.generate(n, seed=seed), run.spec.value_range, spec.value_range)
         return images, {"source": "run", "path": str(run.path), "step": run.step,
                         "checkpoint": checkpoint or "latest", "seed": seed}
-    path, context = Path(samples), DataContext(None, seed)
     if kind == "folder":
-        options = {"path": str(path), "channels": spec.channels, "size": [spec.height, spec.width], "limit": n}
-        data = registry.build("dataset", "folder", options, context)
-        where = {"source": "folder", "path": str(path), "resized_to": [spec.height, spec.width]}
+        images, _ = read_images(samples, registry, limit=n, size=(spec.height, spec.width), channels=spec.channels)
+        where = {"source": "folder", "path": str(samples), "resized_to": [spec.height, spec.width]}
     else:
-        data = registry.build("dataset", "npz", {"path": str(path), "limit": n}, context)
-        where = {"source": "file", "path": str(path)}
-    return rescale(take(data, np.arange(len(data))).images, data.spec.value_range, spec.value_range), where
+        images, _ = read_images(samples, registry, limit=n)
+        where = {"source": "file", "path": str(samples)}
+    return rescale(images, (0.0, 1.0), spec.value_range), where
 
 
 def _translator(samples: Any, kind: str, checkpoint: str | None, registry: Registry) -> Any:
@@ -232,11 +232,13 @@ def _translate(run: Any, examples: Any, spec: DataSpec, against: str, seed: int,
     them), in ``spec``'s value range, and where they came from."""
     if examples.conditions is not None:
         conditions = rescale(examples.conditions, spec.value_range, run.spec.value_range)
+        made = "each real image's own"
     elif run.config.pairs is not None:
         from ganframe.pairs import derive_conditions
 
         images = rescale(examples.images, spec.value_range, run.spec.value_range)
         conditions = derive_conditions(images, run.config.pairs, run.spec)
+        made = f"made from each real image by the run's [pairs] (derive = {run.config.pairs.derive!r})"
     else:
         raise ConfigError(f"run {str(run.path)!r} translates conditions, but {against} has none and the run made none "
                           "([pairs]): score it against paired data")
@@ -246,7 +248,7 @@ def _translate(run: Any, examples: Any, spec: DataSpec, against: str, seed: int,
     fake = rescale(run.generate(len(conditions), seed=seed, conditions=conditions), run.spec.value_range,
                     spec.value_range)
     return fake, {"source": "run", "path": str(run.path), "step": run.step, "checkpoint": checkpoint or "latest",
-                  "seed": seed, "conditions": "each real image's own, output i against real image i"}
+                  "seed": seed, "conditions": f"{made}, output i against real image i"}
 
 
 def _run_data_dir(run: Path, data: str) -> Path | None:
@@ -281,6 +283,8 @@ def evaluate(samples: Any, against: str = "mnist:test",
     directory = (data_dir or (_run_data_dir(run_dir, name) if run_dir is not None else None)
                  or os.environ.get("GANFRAME_DATA_DIR") or None)
     real = registry.build("dataset", name, options, DataContext(Path(directory) if directory else None, seed))
+    if isinstance(real, DataStream):  # no indices to draw from: the first n of a shuffled pass, in memory
+        real = sample(real, n, seed)
     translator = _translator(samples, kind, checkpoint, registry)
     if translator is None:
         fake, source = load_samples(samples, min(n, len(real)), real.spec, registry=registry, seed=seed,

@@ -44,7 +44,7 @@ from ganframe.config import HealthConfig
 from ganframe.contract import CallbackContext, DataSpec
 from ganframe.errors import GanframeError
 from ganframe.files import CsvLog, atomic_write
-from ganframe.pipeline import Data, take
+from ganframe.pipeline import Data, sample
 from ganframe.plugins import Registry
 
 COLUMNS = ("step", "d_acc_real", "d_acc_fake", "d_margin", "d_grad_norm", "g_grad_norm", "diversity", "coverage",
@@ -266,8 +266,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self.every = default_every(context.total_steps) if config.every is None else config.every
         self.warmup = warmup_steps(context.total_steps)
         self.seed = context.seed
-        count = min(config.samples, len(data))
-        real = take(data, np.random.default_rng(context.seed).choice(len(data), count, replace=False))
+        real = sample(data, config.samples, context.seed)
         self.real, self.real_labels, self.real_conditions = real.images, real.labels, real.conditions
         self.real_distance = mean_pairwise_distance(self.real)
         self.classes = _classifier(context.spec, registry)

@@ -40,7 +40,8 @@ def ganframe_register_architectures(register: Register) -> None:
 
 @hookspec
 def ganframe_register_datasets(register: Register) -> None:
-    """Register datasets: factory(context, options) -> ImageData (in memory) or DataSource (read while training)."""
+    """Register datasets: factory(context, options) -> ImageData (in memory), DataSource (read by index while
+    training) or DataStream (read front to back while training)."""
 
 
 @hookspec

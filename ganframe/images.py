@@ -1,14 +1,16 @@
-"""Image grids that a practitioner can look at (PNG through Pillow)."""
+"""Images a practitioner looks at or hands over: PNG grids (through Pillow), and files of images read as data."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ganframe.contract import DataContext, ImageData
 from ganframe.errors import DataError
 from ganframe.files import atomic_write
 
@@ -44,6 +46,28 @@ def image_grid(images: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)
     return grid
 
 
+def display_as(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``images`` made comparable to images of ``shape`` (height, width, channels), to be shown or scored beside
+    them: resized by nearest neighbour (a small condition's pixels stay visible as blocks), gray repeated into
+    colour channels and colour averaged into gray."""
+    height, width, channels = shape
+    if images.shape[1:3] != (height, width):
+        rows = np.arange(height) * images.shape[1] // height
+        columns = np.arange(width) * images.shape[2] // width
+        images = images[:, rows][:, :, columns]
+    if images.shape[-1] != channels:
+        images = np.repeat(images.mean(axis=-1, keepdims=True), channels, axis=-1)
+    return images
+
+
+def translation_grid(conditions: np.ndarray, outputs: np.ndarray, targets: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, int]:
+    """The cells of a grid whose rows are condition | output (| target), one example each, and its columns: an
+    output is judged beside what it was made from (and what it should have been), not alone."""
+    parts = [display_as(conditions, outputs.shape[1:]), outputs, *([] if targets is None else [targets])]
+    return np.stack(parts, axis=1).reshape(-1, *outputs.shape[1:]), len(parts)
+
+
 def save_image_grid(images: np.ndarray, path: str | os.PathLike[str], value_range: tuple[float, float] = (0.0, 1.0),
                     columns: int | None = None, scale: int | None = None) -> None:
     """Save images as one PNG grid, atomically; small images are enlarged to stay legible."""
@@ -69,3 +93,27 @@ def samples_kind(samples: str | Path | np.ndarray) -> str:
     if path.suffix.lower() in (".npz", ".npy"):
         return "file"
     raise DataError(f"samples {str(path)!r}: expected a run directory, an .npz/.npy file or a folder of PNG/JPEG images")
+
+
+def read_images(path: str | os.PathLike[str], registry: Any, *, limit: int | None = None,
+                size: tuple[int, int] | None = None, channels: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The images of a folder (searched recursively) or an ``.npz``/``.npy`` file as float32 (N, H, W, C) in
+    [0, 1], and a name for each (its path in the folder without the suffix; its index in a file).
+
+    The ``folder`` and ``npz`` datasets of ``registry`` read them, so that every command taking image files
+    refuses a bad one as training does; a folder's images are resized to ``size`` and read with ``channels``
+    where given. TensorFlow loads only to decode a folder's images, once their files' headers have passed.
+    """
+    path, context = Path(path).expanduser(), DataContext(None, 0)
+    if path.is_dir():
+        options = {"path": str(path), "limit": limit, "size": size, "channels": channels}
+        data = registry.build("dataset", "folder", options, context)
+        names = [os.path.splitext(os.path.relpath(file, path))[0] for file in data.paths]
+    else:
+        data = registry.build("dataset", "npz", {"path": str(path), "limit": limit}, context)
+        names = [f"{index:06d}" for index in range(len(data))]
+    if isinstance(data, ImageData):
+        return data.float_images(), names
+    from ganframe.pipeline import take  # imports TensorFlow
+
+    return take(data, np.arange(len(data))).images, names

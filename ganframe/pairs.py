@@ -4,7 +4,7 @@
 the condition (the image shrunk, masked, reduced to its edges or to gray) and the reconstruction
 term compares G's output with the image. A derivation is one TensorFlow function of a float image
 batch in the data's value range, so in-memory data (its conditions computed once, here) and a
-streaming source (each condition computed inside ``tf.data`` as its example is read) get the same
+source or a stream (each condition computed inside ``tf.data`` as its example is read) get the same
 conditions. A run applies it once, right after building the data set, so training, sample grids,
 evaluation, resume and a loaded run all see the same pairs.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganframe.config import PairsConfig
-from ganframe.contract import DataSource, DataSpec, ImageData
+from ganframe.contract import DataSource, DataSpec, DataStream, ImageData
 from ganframe.errors import ConfigError
 from ganframe.pipeline import Data, in_range
 
@@ -129,19 +129,51 @@ class DerivedSource(DataSource):
         return {**example, "condition": tf.ensure_shape(self.derive(image[None])[0], self.spec.condition_shape)}
 
 
+@dataclass(frozen=True, eq=False)
+class DerivedStream(DataStream):
+    """A stream whose examples also carry the condition derived from their image, made as each example is read."""
+
+    stream: DataStream
+    derive: Derive
+    spec: DataSpec
+
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    @property
+    def size(self) -> int | None:
+        return self.stream.size
+
+    @property
+    def shuffle_buffer(self) -> int:
+        return self.stream.shuffle_buffer
+
+    def count(self) -> int | None:
+        return self.stream.count()
+
+    def examples(self, worker: int, workers: int) -> tf.data.Dataset:
+        def paired(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            image = tf.ensure_shape(in_range(example["image"], self.spec.value_range), self.spec.shape)
+            return {**example, "condition": tf.ensure_shape(self.derive(image[None])[0], self.spec.condition_shape)}
+
+        return self.stream.examples(worker, workers).map(paired, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def derive_conditions(images: np.ndarray, pairs: PairsConfig, spec: DataSpec) -> np.ndarray:
-    """The conditions ``pairs`` makes from ``images`` of ``spec`` (in its value range), a batch at a time."""
+    """The conditions ``pairs`` makes from ``images`` of ``spec`` (uint8, or floats in its value range), a batch
+    at a time."""
     derive, _ = derivation(pairs, spec)
-    return np.concatenate([derive(tf.constant(images[start:start + BATCH])).numpy()
+    return np.concatenate([derive(in_range(tf.constant(images[start:start + BATCH]), spec.value_range)).numpy()
                            for start in range(0, len(images), BATCH)]).astype(np.float32, copy=False)
 
 
 def derive_pairs(data: Data, pairs: PairsConfig) -> Data:
     """``data`` with each example paired with the condition ``pairs`` derives from its image.
 
-    In memory, the conditions are computed once, a batch at a time (they cost what the images cost,
-    or a factor² less when downscaled and not brought back); a source is wrapped, its conditions
-    made as it is read. Data that already has conditions is refused: there would be two pairings.
+    In memory, the conditions are computed once, a batch at a time (they cost what the images cost as
+    floats, or a factor² less when downscaled and not brought back); a source or a stream is wrapped,
+    its conditions made as it is read. Data that already has conditions is refused: there would be two pairings.
     """
     if data.spec.condition_shape is not None:
         raise ConfigError(f"config 'pairs': data set {data.name!r} already pairs each image with a condition (of shape "
@@ -150,4 +182,6 @@ def derive_pairs(data: Data, pairs: PairsConfig) -> Data:
     spec = dataclasses.replace(data.spec, condition_shape=shape)
     if isinstance(data, DataSource):
         return DerivedSource(data, derive, spec)
+    if isinstance(data, DataStream):
+        return DerivedStream(data, derive, spec)
     return ImageData(data.images, data.labels, spec, data.name, derive_conditions(data.images, pairs, data.spec))

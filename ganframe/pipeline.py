@@ -1,5 +1,5 @@
-"""The input pipeline: a data set (in memory, or a :class:`~ganframe.DataSource` read from storage)
-as a seeded, endless ``tf.data`` stream of batches.
+"""The input pipeline: a data set (in memory, a :class:`~ganframe.DataSource` read by index from storage,
+or a :class:`~ganframe.DataStream` read front to back) as a seeded, endless ``tf.data`` stream of batches.
 
 Each element is one train step's batch as a dict: ``image`` holds ``n_critic`` slices of
 ``batch_size`` real images, ``label`` their class ids and ``condition`` their conditions when the
@@ -16,9 +16,15 @@ gets rows ``r·b`` to ``(r+1)·b - 1`` (``b = batch_size / R``) of every slice a
 noise, which is what one device would see of the global batch. The split happens on the indices,
 before any image is read, so each worker reads only its own examples.
 
-A source's examples are read one by one, in parallel and in order, and batched as they come
-(uint8 images become floats in the data's range only then); an in-memory set is gathered a batch
-at a time.
+A source's examples are read one by one, in parallel and in order, and batched as they come; an
+in-memory set is gathered a batch at a time from its own arrays (TensorFlow holds no copy of them).
+Either way uint8 images become floats in the data's range only in the batch, so a set held as bytes
+costs a quarter of its floats.
+
+A stream has no indices: it is read pass after pass through a shuffle buffer seeded by (seed, the
+step the pipeline starts at), each worker reading its own share and cutting its replicas' batches from
+it in turn. A resumed run starts a new pass, in a new order: the examples it sees differ from an
+uninterrupted run's (the noise does not), so a stream does not resume exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ganframe.contract import DataSource, ImageData
+from ganframe.contract import DataSource, DataStream, ImageData
 from ganframe.errors import ConfigError, DataError
 
 #: Batches read ahead of the step. A fixed few, not AUTOTUNE: tf.data's autotuner grows the buffer
@@ -38,8 +44,13 @@ from ganframe.errors import ConfigError, DataError
 #: with 2; benchmarks/data_scale.py). The pipeline outruns the step by far, so 2 are enough.
 PREFETCH_BATCHES = 2
 
-#: A data set the pipeline reads: whole in memory, or from storage.
-Data = ImageData | DataSource
+#: A data set the pipeline reads: whole in memory, from storage by index, or as a stream.
+Data = ImageData | DataSource | DataStream
+
+#: What reading a stream may fail with (a record that cannot be decoded, a damaged or vanished file, a cache
+#: another run is writing, a pass that holds nothing): reported as the data set's error, not TensorFlow's.
+STREAM_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+                 tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError)
 
 
 @dataclass(frozen=True)
@@ -50,13 +61,22 @@ class NoiseSpec:
     num_classes: int | None = None
 
 
+def size_of(data: Data, counted: bool = False) -> int | None:
+    """The number of examples: a set's or a source's length, a stream's size (what its :meth:`~DataStream.count`
+    finds, reading it if need be, when ``counted``), or None when unknown."""
+    if not isinstance(data, DataStream):
+        return len(data)
+    return data.count() if counted else data.size
+
+
 def check_batch(data: Data, batch_size: int, n_critic: int = 1) -> None:
-    """Refuse a step that needs more images than the data set holds (each step takes ``n_critic`` batches)."""
-    per_step = batch_size * n_critic
-    if len(data) < per_step:
+    """Refuse a step that needs more images than the data set holds (each step takes ``n_critic`` batches);
+    a stream of unknown size passes."""
+    per_step, size = batch_size * n_critic, size_of(data)
+    if size is not None and size < per_step:
         raise ConfigError(
-            f"batch_size × n_critic = {per_step} is larger than the data set ({len(data)} images); "
-            f"lower batch_size to at most {len(data) // n_critic}"
+            f"batch_size × n_critic = {per_step} is larger than the data set ({size} images); "
+            f"lower batch_size to at most {size // n_critic}"
         )
 
 
@@ -93,29 +113,52 @@ def make_dataset(data: Data, batch_size: int, *, n_critic: int = 1, seed: int = 
     check_batch(data, batch_size, n_critic)
     labelled = data.spec.num_classes is not None if with_labels is None else with_labels
     if strategy is None:
-        return _batches(data, labelled, batch_size, n_critic, seed, start_step, noise, 0, 1, 1)
+        return _batches(data, labelled, batch_size, n_critic, seed, start_step, noise, 0, 1, 1, 0, 1)
 
     def per_pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         local = context.num_replicas_in_sync // context.num_input_pipelines
         return _batches(data, labelled, batch_size, n_critic, seed, start_step, noise,
-                        context.input_pipeline_id * local, local, context.num_replicas_in_sync)
+                        context.input_pipeline_id * local, local, context.num_replicas_in_sync,
+                        context.input_pipeline_id, context.num_input_pipelines)
 
     return strategy.distribute_datasets_from_function(per_pipeline)
 
 
-def take(data: Data, indices: np.ndarray) -> ImageData:
-    """The examples at ``indices`` in memory, as float32 in the data's range: the sample that evaluation
-    and the health probe compare with (an unreadable example of a skipping source is left out)."""
+def take(data: ImageData | DataSource, indices: np.ndarray) -> ImageData:
+    """The examples at ``indices`` in memory, as float32 in the data's range (an unreadable example of a
+    skipping source is left out)."""
     indices = np.asarray(indices, np.int64)
     if isinstance(data, ImageData):
-        return ImageData(data.images[indices], None if data.labels is None else data.labels[indices],
+        images = data.images[indices]
+        if images.dtype == np.uint8:
+            images = in_range(tf.constant(images), data.spec.value_range).numpy()
+        return ImageData(images, None if data.labels is None else data.labels[indices],
                          data.spec, data.name, None if data.conditions is None else data.conditions[indices])
-    examples = _read_each(data, tf.data.Dataset.from_tensor_slices({"index": indices})).batch(256).map(
-        functools.partial(_to_range, data.spec.value_range))
+    examples = _read_each(data, tf.data.Dataset.from_tensor_slices({"index": indices}))
     try:
-        batches = list(examples.as_numpy_iterator())
+        return _in_memory(data, examples)
     except tf.errors.InvalidArgumentError as error:
         raise unreadable_error(data, indices, error) from None
+
+
+def sample(data: Data, count: int, seed: int) -> ImageData:
+    """Up to ``count`` examples in memory, as float32 in the data's range, drawn with ``seed``: of a set or a
+    source a seeded choice without repeats (:func:`take`), of a stream the first of a pass through its seeded
+    shuffle buffer. What evaluation, the health probe and the grids of conditions read."""
+    if not isinstance(data, DataStream):
+        return take(data, np.random.default_rng(seed).choice(len(data), min(count, len(data)), replace=False))
+    examples = data.examples(0, 1).shuffle(data.shuffle_buffer, seed=seed).take(count)
+    try:
+        return _in_memory(data, examples)
+    except STREAM_ERRORS as error:
+        raise stream_error(data, error) from None
+
+
+def _in_memory(data: Data, examples: tf.data.Dataset) -> ImageData:
+    """``examples`` read into memory, images as float32 in the data's range."""
+    batches = list(examples.batch(256).map(functools.partial(_to_range, data.spec.value_range)).as_numpy_iterator())
+    if not batches:
+        raise DataError(f"data set {data.name!r} gave no examples: it holds none, or none could be read")
     images, labels, conditions = (np.concatenate([batch[key] for batch in batches]) if key in batches[0] else None
                                   for key in ("image", "label", "condition"))
     return ImageData(images, labels, data.spec, data.name, conditions)
@@ -132,17 +175,41 @@ def unreadable_error(source: DataSource, indices: np.ndarray, error: tf.errors.O
     read = _read_each(source, tf.data.Dataset.from_tensor_slices({"index": indices}), skip_unreadable=True)
     found = sorted(set(map(int, indices)) - {int(example["index"]) for example in read.as_numpy_iterator()})
     what = source.describe(found[0]) if found else "an example"
-    reason = error.message.split("[[")[0].split("}}")[-1].strip()
+    return _read_error(source, what, where, error)
+
+
+def stream_error(stream: DataStream, error: tf.errors.OpError, where: str = "") -> DataError:
+    """The error for a read of a stream that failed with ``error``: TensorFlow's reason, and what to do
+    (a stream cannot be read again by index to find the example)."""
+    if isinstance(error, tf.errors.AlreadyExistsError):  # tf.data's file cache, locked: the reason says by what
+        return DataError(f"data set {stream.name!r}: its cache cannot be written{where} ({_reason(error)})")
+    return _read_error(stream, "an example", where, error)
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without the op and node names around it."""
+    return error.message.split("[[")[0].split("}}")[-1].strip()
+
+
+def _read_error(data: DataSource | DataStream, what: str, where: str, error: tf.errors.OpError) -> DataError:
     return DataError(
-        f"data set {source.name!r}: cannot read {what}{where} ({reason}); delete or replace it, or skip unreadable "
+        f"data set {data.name!r}: cannot read {what}{where} ({_reason(error)}); delete or replace it, or skip unreadable "
         "examples with the data option unreadable = \"skip\" where the data set has one"
     )
 
 
+def stream_seed(seed: int, start_step: int) -> int:
+    """The shuffle seed of a stream read from ``start_step`` on: the same start, the same order; another start
+    (a resume), another order."""
+    return int(np.random.default_rng([seed, start_step]).integers(2**31))
+
+
 def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: int, start_step: int,
-             noise: NoiseSpec | None, first_replica: int, replicas: int, all_replicas: int) -> tf.data.Dataset:
+             noise: NoiseSpec | None, first_replica: int, replicas: int, all_replicas: int, worker: int,
+             workers: int) -> tf.data.Dataset:
     """Replicas ``first_replica`` to ``first_replica + replicas - 1`` of ``all_replicas``, one batch each per
-    step in turn: their rows of every slice of the step's examples (and of the global batch's noise)."""
+    step in turn: their rows of every slice of the step's examples (and of the global batch's noise), read by
+    pipeline ``worker`` of ``workers``."""
     per_step, per_replica = batch_size * n_critic, batch_size * n_critic // all_replicas
 
     def shares(step: tf.Tensor, indices: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -165,16 +232,23 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
                 batch[key] = tf.reshape(tf.gather(values, replica, axis=1), (-1, *values.shape[3:]))
         return batch
 
+    if isinstance(data, DataStream):
+        batches = _stream_batches(data, per_replica, stream_seed(seed, start_step), start_step, first_replica,
+                                  replicas, worker, workers)
+        return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(PREFETCH_BATCHES)
     indices = example_order(len(data), seed, start_step * per_step).batch(per_step, drop_remainder=True)
     steps = tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), indices).map(shares).unbatch()
     if isinstance(data, ImageData):
-        arrays = {"image": tf.constant(data.images)}
-        if data.labels is not None:
-            arrays["label"] = tf.constant(data.labels)
-        if data.conditions is not None:
-            arrays["condition"] = tf.constant(data.conditions)
-        batches = steps.map(lambda element: {**element, **{key: tf.gather(values, element["index"])
-                                                           for key, values in arrays.items()}})
+        arrays = {key: values for key, values in (("image", data.images), ("label", data.labels),
+                                                  ("condition", data.conditions)) if values is not None}
+
+        def gather(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            rows = tf.numpy_function(lambda index: [values[index] for values in arrays.values()], [element["index"]],
+                                     [tf.as_dtype(values.dtype) for values in arrays.values()], stateful=False)
+            return {**element, **{key: tf.ensure_shape(row, (per_replica, *values.shape[1:]))
+                                  for (key, values), row in zip(arrays.items(), rows)}}
+
+        batches = steps.map(gather)
     else:
         def each_example(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             return {key: tf.broadcast_to(value, (per_replica,)) for key, value in element.items()}
@@ -184,6 +258,19 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
             lambda batch: {**batch, "step": batch["step"][0], "replica": batch["replica"][0]})
     return batches.map(lambda batch: finish({k: v for k, v in batch.items() if k != "index"}),
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(PREFETCH_BATCHES)
+
+
+def _stream_batches(stream: DataStream, per_replica: int, shuffle_seed: int, start_step: int, first_replica: int,
+                    replicas: int, worker: int, workers: int) -> tf.data.Dataset:
+    """Batches of ``per_replica`` examples from passes over the worker's share of ``stream``, each pass through
+    the shuffle buffer in a new order, dealt to the pipeline's replicas in turn, each marked with its step."""
+    endless = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+    examples = stream.examples(worker, workers).shuffle(stream.shuffle_buffer, seed=shuffle_seed).repeat().apply(endless)
+
+    def deal(position: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {**batch, "step": start_step + position // replicas, "replica": first_replica + position % replicas}
+
+    return tf.data.Dataset.zip(tf.data.Dataset.counter(), examples.batch(per_replica, drop_remainder=True)).map(deal)
 
 
 def _read_each(source: DataSource, elements: tf.data.Dataset, skip_unreadable: bool | None = None) -> tf.data.Dataset:

@@ -26,8 +26,8 @@ import pluggy
 from pydantic import BaseModel, Field, ValidationError
 
 from ganframe import hookspecs
-from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, DataSource, FeatureExtractor, ImageData,
-                               InvalidImageData, Metric, Networks, NoOptions, Options, PENALTY_TARGETS, Penalty)
+from ganframe.contract import (KINDS, AdversarialLoss, Augmentation, Component, DataSource, DataStream, FeatureExtractor,
+                               ImageData, InvalidImageData, Metric, Networks, NoOptions, Options, PENALTY_TARGETS, Penalty)
 from ganframe.errors import (ConfigError, DataError, GanframeError, PluginError, RunError, UnknownComponentError,
                              describe_validation_error, did_you_mean)
 
@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "ganframe.builtin.archs",
     "ganframe.builtin.datasets",
     "ganframe.builtin.folder",
+    "ganframe.builtin.tfrecord",
     "ganframe.builtin.losses",
     "ganframe.builtin.terms",
     "ganframe.builtin.callbacks",
@@ -52,7 +53,7 @@ _FIELD_KEYWORDS = tuple(name for name in inspect.signature(Field).parameters if 
 #: What each kind's factory must return (docs/plugins.md); callbacks: see :func:`_factory_returns`.
 _RETURNS: dict[str, tuple[type, ...]] = {
     "architecture": (Networks,),
-    "dataset": (ImageData, DataSource),
+    "dataset": (ImageData, DataSource, DataStream),
     "loss": (AdversarialLoss, Penalty),
     "augmentation": (Augmentation,),
     "metric": (Metric,),

@@ -513,7 +513,10 @@ class _Page:
                          f"<figcaption>step {step}</figcaption></figure>")
         latest = cells[-1].replace('class="grid"', 'class="grid latest"', 1)
         shown = f"{len(grids)} of {len(self.run.grids)} grids" if len(grids) < len(self.run.grids) else f"{len(grids)} grids"
-        return (f'<section id="samples"><h2>Samples over time</h2><p>From the same fixed noise at every step, so '
+        spec = (self.run.meta or {}).get("spec")
+        source = ("For the same conditions at every step (each row: condition | output | real image)"
+                  if isinstance(spec, dict) and spec.get("condition_shape") else "From the same fixed noise at every step")
+        return (f'<section id="samples"><h2>Samples over time</h2><p>{_e(source)}, so '
                 f'the grids compare; {_e(shown)}, the latest first and then from the start.</p>'
                 f'{latest}<div class="strip">{"".join(cells)}</div></section>')
 

@@ -5,8 +5,8 @@ A run directory holds everything about one training run:
     config.toml      the resolved config (CLI > TOML > defaults), None values dropped
     run.json         data spec, versions of Python, TensorFlow, Keras, ganframe and every plugin used
     metrics.csv      the metrics log
-    samples/         sample grids from fixed noise
-    conditions.npz   the conditions sample grids translate, for a generator that takes them
+    samples/         sample grids from fixed noise (or fixed conditions)
+    conditions.npz   the conditions sample grids translate and their images, for a generator that takes them
     checkpoints/     resumable checkpoints (see ganframe.checkpoints)
 
 Training is one ``fit`` unless the divergence guard trips: then the run rolls back to
@@ -48,7 +48,7 @@ from ganframe.checkpoints import (
 )
 from ganframe.config import (RunConfig, apply_overrides, check_components, check_run_dir, config_to_toml, read_toml,
                              validate_config)
-from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, Penalty
+from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, DataStream, Penalty
 from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
 from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
@@ -58,14 +58,16 @@ from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
 from ganframe.pairs import derive_pairs
-from ganframe.pipeline import Data, check_batch, make_dataset, step_indices, take, unreadable_error
+from ganframe.pipeline import (STREAM_ERRORS, Data, check_batch, make_dataset, sample, size_of, step_indices, stream_error,
+                               unreadable_error)
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
 from ganframe.schedules import StepSchedule, learning_rate, scale_learning_rate
 from ganframe.python_models import PYTHON_ARCH, check_models_for, check_python_settings, python_models, with_models
 from ganframe.report import SCORES_FILE
 
-#: The conditions a run's sample grids translate (array ``conditions``), so that a loaded run samples alike.
+#: The conditions a run's sample grids translate (array ``conditions``) and their examples' images (``images``,
+#: shown beside the outputs), so that a loaded run samples alike.
 CONDITIONS_FILE = "conditions.npz"
 #: What ganframe writes into a run directory (and all that ``overwrite`` removes).
 RUN_FILES = ("config.toml", "run.json", CONDITIONS_FILE, "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
@@ -401,13 +403,17 @@ def train(
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
     if config.pairs is not None:  # here only: training, grids, evaluation, run.json and resume all see these pairs
         data = derive_pairs(data, config.pairs)
+    size = size_of(data, counted=config.epochs is not None)
+    if size is None and config.epochs is not None:
+        raise ConfigError(f"config 'epochs': got {config.epochs}; data set {data.name!r} is a stream of unknown size, "
+                          "so an epoch is no number of steps: give steps or max_time instead")
     gan = build_gan(config, data.spec, registry)
-    if gan.sampler.takes_condition:  # what sample grids translate: a seeded sample of the data's conditions
-        picked = np.random.default_rng(config.seed).choice(len(data), min(SAMPLE_CONDITIONS, len(data)), replace=False)
-        gan.sampler.conditions = take(data, picked).conditions
+    if gan.sampler.takes_condition:  # what sample grids translate: a seeded sample of the data's pairs
+        reference = sample(data, SAMPLE_CONDITIONS, config.seed)
+        gan.sampler.conditions, gan.sampler.targets = reference.conditions, reference.images
     metrics = {name: registry.build("metric", name, options, data.spec) for name, options in config.metrics.items()}
     check_batch(data, config.batch_size, config.n_critic)
-    total = config.total_steps(len(data))
+    total = config.total_steps(size)
     chief = writes_run_dir(get_strategy(config.strategy))
     if resume is None and chief:
         run_dir = _new_run_dir(config, overwrite)
@@ -433,7 +439,7 @@ def train(
     _write_text(run_dir / "run.json", json.dumps(_metadata(config, data.spec, registry), indent=2) + "\n")
     if gan.sampler.conditions is not None:
         with atomic_write(run_dir / CONDITIONS_FILE) as handle:
-            np.savez(handle, conditions=gan.sampler.conditions)
+            np.savez(handle, conditions=gan.sampler.conditions, images=gan.sampler.targets)
     if config.divergence.enabled:  # first, so that it acts before a checkpoint can save a diverging state
         all_callbacks.insert(0, DivergenceGuard(config.divergence.max_skips))
     budget = TimeBudget(config.max_time) if config.max_time is not None else None
@@ -514,8 +520,10 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
                 shuffle=False,  # the pipeline shuffles, seeded
                 verbose=0,
             )
-        except tf.errors.InvalidArgumentError as error:
-            if not isinstance(data, DataSource):
+        except STREAM_ERRORS as error:
+            if isinstance(data, DataStream):
+                raise stream_error(data, error, f" at step {gan.global_step}") from None
+            if not isinstance(data, DataSource) or not isinstance(error, tf.errors.InvalidArgumentError):
                 raise
             indices = step_indices(len(data), config.seed, config.batch_size * config.n_critic, gan.global_step,
                                    READ_AHEAD_STEPS)
@@ -593,6 +601,7 @@ def load_run(path: str | Path, *, checkpoint: str | Path | None = None, registry
     if gan.sampler.takes_condition and (path / CONDITIONS_FILE).is_file():
         with np.load(path / CONDITIONS_FILE) as saved:
             gan.sampler.conditions = saved["conditions"]
+            gan.sampler.targets = saved["images"] if "images" in saved.files else None  # absent from older runs
     if checkpoint is not None:
         file = path / "checkpoints" / BEST if str(checkpoint) == "best" else Path(checkpoint)
         if str(checkpoint) == "best" and not file.is_file():

@@ -16,6 +16,7 @@ import numpy as np
 
 from ganframe.contract import Networks
 from ganframe.errors import ConfigError
+from ganframe.images import translation_grid
 
 
 def network_inputs(*inputs: tuple[Any, bool]) -> Any:
@@ -78,6 +79,8 @@ class Sampler:
         #: Conditions to sample from when the caller gives none (G takes a condition): examples of the
         #: run's data, set by the run; None until then.
         self.conditions: np.ndarray | None = None
+        #: The images of those examples, which grids show beside G's outputs; None when unknown.
+        self.targets: np.ndarray | None = None
 
     def __call__(self, noise: Any, labels: Any, training: bool, condition: Any = None) -> Any:
         """G's images for ``noise``, ``condition`` and class ``labels``, each where G takes it (see
@@ -160,9 +163,16 @@ class Sampler:
     def grid(self, n: int, seed: int = 0) -> tuple[np.ndarray, int | None]:
         """``n`` samples in grid order and the grid's columns (None: square).
 
-        A conditional G's grid has one class per row: the ``n`` images share out over the classes
-        as evenly as they go, and a row with one image fewer ends in a blank cell (the lowest value).
+        A G that takes a condition has one row per sample: the condition, G's output and the image
+        the condition came from (:func:`~ganframe.images.translation_grid`), for the run's own
+        conditions (:meth:`condition_inputs`), the same at every step. A conditional G's grid has
+        one class per row: the ``n`` images share out over the classes as evenly as they go, and a
+        row with one image fewer ends in a blank cell (the lowest value).
         """
+        if self.takes_condition:
+            conditions = self.condition_inputs(n)
+            targets = None if self.targets is None else self.targets[np.arange(n) % len(self.targets)]
+            return translation_grid(conditions, self.generate(n, seed=seed, conditions=conditions), targets)
         if not self.conditional:
             return self.generate(n, seed=seed), None
         labels = np.sort(np.arange(n) % self.num_classes).astype(np.int32)

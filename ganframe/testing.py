@@ -18,8 +18,9 @@ unknown key, and accepts ``options``. Then, per kind:
                         loaded into freshly built networks generates identical images.
 ``check_dataset``       returns :class:`ganframe.ImageData` (which checks shape, dtype, range and
                         labels) and the same data for the same seed; pass ``data_dir`` if it reads files.
-                        A :class:`ganframe.DataSource`: a sample of its examples read and checked the
-                        same way, the same for two loads, and one training batch of its spec's shape.
+                        A :class:`ganframe.DataSource` or :class:`ganframe.DataStream`: a sample of its
+                        examples read and checked the same way, the same for two loads, and one
+                        training batch of its spec's shape.
 ``check_loss``          an :class:`~ganframe.AdversarialLoss` gives finite scalars with gradients on
                         random logits; a :class:`~ganframe.Penalty` a finite scalar with gradients on a
                         tiny critic; then both train a tiny GAN for a few steps.
@@ -81,6 +82,7 @@ from ganframe.contract import (
     DataContext,
     DataSource,
     DataSpec,
+    DataStream,
     FeatureExtractor,
     ImageData,
     InvalidImageData,
@@ -421,32 +423,36 @@ def _check_checkpoint_round_trip(subject: _Subject, gan: GAN, options: Options, 
 
 
 def check_dataset(name: str, options: dict[str, Any] | None = None, *, registry: Registry | None = None,
-                  data_dir: str | Path | None = None, seed: int = 0) -> ImageData | DataSource:
+                  data_dir: str | Path | None = None, seed: int = 0) -> ImageData | DataSource | DataStream:
     """Check dataset ``name``, loaded with ``data_dir`` (if it reads files); returns the data.
 
-    A :class:`ganframe.DataSource` is read as training and evaluation read it: a sample of up to
-    16 examples (checked like :class:`ganframe.ImageData`) and one training batch.
+    A :class:`ganframe.DataSource` or :class:`ganframe.DataStream` is read as training and evaluation
+    read it: a sample of up to 16 examples (checked like :class:`ganframe.ImageData`) and one training batch.
     """
-    from ganframe.pipeline import make_dataset, take
+    from ganframe.pipeline import make_dataset, sample, take
 
     subject, validated = _subject("dataset", name, options, registry)
     context = DataContext(None if data_dir is None else Path(data_dir), seed)
     data = _build(subject, validated, context)
-    subject.expect_type(data, (ImageData, DataSource), "ganframe.ImageData or ganframe.DataSource")
+    subject.expect_type(data, (ImageData, DataSource, DataStream),
+                        "ganframe.ImageData, ganframe.DataSource or ganframe.DataStream")
     again = _build(subject, validated, context)
-    if isinstance(data, DataSource):
-        if len(data) < 1:
+    if isinstance(data, (DataSource, DataStream)):
+        if isinstance(data, DataSource) and len(data) < 1:
             subject.fail(f"the source holds {len(data)} examples")
-        picked = np.linspace(0, len(data) - 1, min(16, len(data))).astype(np.int64)
         try:
-            sample, sample_again = take(data, picked), take(again, picked)
+            if isinstance(data, DataSource):
+                picked = np.linspace(0, len(data) - 1, min(16, len(data))).astype(np.int64)
+                read, read_again = take(data, picked), take(again, picked)
+            else:
+                read, read_again = sample(data, 16, seed), sample(again, 16, seed)
             batch = next(iter(make_dataset(data, 1, seed=seed)))
         except InvalidImageData as error:
             subject.fail(f"its examples do not match its spec: {error.problem}")
         if tuple(batch["image"].shape) != (1, *data.spec.shape):
             subject.fail(f"a training batch of 1 has images of shape {tuple(batch['image'].shape)}, "
                          f"expected {(1, *data.spec.shape)}")
-        data_now, again = sample, sample_again
+        data_now, again = read, read_again
     else:
         data_now = data
     same_labels = (data_now.labels is None and again.labels is None) or (

@@ -1,11 +1,12 @@
 """Applying a trained image-conditioned generator to your own images: ``ganframe translate``.
 
 The inputs are condition images (what G starts from: a low-resolution image, a masked one, an
-edge map), from a folder of images or an ``.npz``; with ``derive``, they are whole images and the
-run's own ``[pairs]`` derivation makes their conditions, so the output can be set beside the image
-it should recover. The outputs go to a folder of PNGs (one per input, named after it), an ``.npz``
-(array ``images``, in the run's value range, as ``ganframe sample`` writes) or one ``.png`` grid
-whose rows are input | output (| the original, with ``derive``).
+edge map), from a folder of images or an ``.npz``, read by the ``folder`` and ``npz`` data sets; with
+``derive``, they are whole images and the run's own ``[pairs]`` derivation makes their conditions, so
+the output can be set beside the image it should recover. The outputs go to a folder of PNGs (one per
+input, at its path in the input folder), an ``.npz`` (array ``images``, in the run's value range, as
+``ganframe sample`` writes) or one ``.png`` grid whose rows are input | output (| the original, with
+``derive``), laid out as the run's sample grids are (:func:`ganframe.images.translation_grid`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ganframe.contract import DataSpec
-from ganframe.errors import ConfigError, DataError
+from ganframe.errors import ConfigError
 from ganframe.files import atomic_write
-from ganframe.images import rescale, save_image_grid, to_uint8
+from ganframe.images import read_images, rescale, save_image_grid, to_uint8, translation_grid
+from ganframe.plugins import Registry, get_registry
 
-#: Image files a folder of inputs may hold (what Pillow reads), by suffix.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Input | output pairs in a ``.png`` grid at most: a grid is for looking at, an .npz or a folder for all.
 GRID_ROWS = 64
 
@@ -36,58 +36,13 @@ class Inputs:
     names: list[str]
 
 
-def read_inputs(path: Path) -> Inputs:
-    """The images of a folder (sorted by name) or an ``.npz``/``.npy`` (array ``images``, or its only array;
-    uint8 or floats in [0, 1]), in [0, 1]."""
-    if path.is_dir():
-        return _read_folder(path)
-    if path.suffix.lower() not in (".npz", ".npy") or not path.is_file():
+def read_inputs(path: Path, registry: Registry | None = None) -> Inputs:
+    """The images of a folder (searched recursively, sorted by path) or an ``.npz``/``.npy`` file (array ``x``,
+    ``images``, ``x_train`` or its only one; uint8 or floats in [0, 1]), in [0, 1]: read as ``ganframe evaluate``
+    reads samples (:func:`ganframe.images.read_images`), with the same checks."""
+    if not path.is_dir() and path.suffix.lower() not in (".npz", ".npy"):
         raise ConfigError(f"--input {str(path)!r}: give a folder of images or an .npz/.npy file of them")
-    return _read_array(path)
-
-
-def _read_folder(folder: Path) -> Inputs:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"--input {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as picture:
-                array = np.asarray(picture.convert("L" if picture.mode in ("1", "L", "I", "I;16", "F") else "RGB"))
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"{file}: cannot be read as an image ({error})") from None
-        images.append(array[..., None] if array.ndim == 2 else array)
-    shapes = sorted({image.shape for image in images})
-    if len(shapes) > 1:
-        raise DataError(f"--input {str(folder)!r}: the images have different shapes ({', '.join(map(str, shapes[:3]))}); "
-                        "give images of one size, the size the run translates")
-    return Inputs(np.stack(images).astype(np.float32) / 255.0, [file.stem for file in files])
-
-
-def _read_array(file: Path) -> Inputs:
-    try:
-        loaded = np.load(file)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{file}: cannot be read as a NumPy file ({error})") from None
-    if isinstance(loaded, np.ndarray):
-        array = loaded
-    else:
-        with loaded:
-            names = list(loaded.files)
-            if "images" not in names and len(names) != 1:
-                raise DataError(f"{file} holds the arrays {', '.join(names)}; name the input images 'images'")
-            array = loaded["images" if "images" in names else names[0]]
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or not len(array):
-        raise DataError(f"{file}: expected images (N, H, W, C) or (N, H, W), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return Inputs(array.astype(np.float32) / 255.0, [f"{index:06d}" for index in range(len(array))])
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
-        raise DataError(f"{file}: float images must lie in [0, 1], these span [{np.nanmin(array):g}, {np.nanmax(array):g}]")
-    return Inputs(array, [f"{index:06d}" for index in range(len(array))])
+    return Inputs(*read_images(path, registry or get_registry()))
 
 
 def check_shape(images: np.ndarray, expected: tuple[int, ...], what: str, hint: str) -> None:
@@ -134,13 +89,11 @@ def write_outputs(out: Path, conditions: np.ndarray, originals: np.ndarray | Non
             np.savez(handle, images=outputs)
         return f"{len(outputs)} images to {out}"
     if suffix == ".png":
-        rows = [_display(conditions, outputs.shape[1:]), outputs]
-        if originals is not None:
-            rows.append(originals)
         count = min(len(outputs), GRID_ROWS)
-        cells = np.stack([part[:count] for part in rows], axis=1).reshape(-1, *outputs.shape[1:])
-        save_image_grid(cells, out, value_range, columns=len(rows))
-        return f"a grid of {count} rows ({' | '.join(['input', 'output', 'original'][:len(rows)])}) to {out}"
+        cells, columns = translation_grid(conditions[:count], outputs[:count],
+                                          None if originals is None else originals[:count])
+        save_image_grid(cells, out, value_range, columns=columns)
+        return f"a grid of {count} rows ({' | '.join(['input', 'output', 'original'][:columns])}) to {out}"
     if out.suffix:
         raise ConfigError(f"--out {str(out)!r}: give a folder, an .npz file or a .png grid")
     out.mkdir(parents=True, exist_ok=True)
@@ -150,14 +103,3 @@ def write_outputs(out: Path, conditions: np.ndarray, originals: np.ndarray | Non
             picture.save(handle, format="PNG")
     return f"{len(outputs)} images to {out}/"
 
-
-def _display(conditions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Conditions shown beside outputs of ``shape``: enlarged (nearest) and given the outputs' channels."""
-    height, width, channels = shape
-    if conditions.shape[1:3] != (height, width):
-        rows = np.arange(height) * conditions.shape[1] // height
-        columns = np.arange(width) * conditions.shape[2] // width
-        conditions = conditions[:, rows][:, :, columns]
-    if conditions.shape[-1] != channels:
-        conditions = np.repeat(conditions.mean(axis=-1, keepdims=True), channels, axis=-1)
-    return conditions

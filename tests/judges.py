@@ -329,13 +329,14 @@ def mnist_judge(**data_options: Any) -> Judge:
     def classify(images: np.ndarray) -> np.ndarray:
         return extractor.probabilities(images).argmax(axis=1)
 
-    images, labels = at_side(data.images[:MNIST_JUDGE_IMAGES], 28), data.labels[:MNIST_JUDGE_IMAGES]
+    real = data.float_images()
+    images, labels = at_side(real[:MNIST_JUDGE_IMAGES], 28), data.labels[:MNIST_JUDGE_IMAGES]
     accuracy = float((classify(images) == labels).mean())
     # Its record (ganframe/builtin/weights/mnist_classifier.json) says 0.986 on the whole test split;
     # measured on these 1000: 0.985 at 28x28 (and padded to 32), 0.975 resized to 16 and back.
     assert accuracy > 0.95, f"MNIST classifier accuracy on real test images {accuracy:.3f}"
-    unseen = (data.images[MNIST_JUDGE_IMAGES:], data.labels[MNIST_JUDGE_IMAGES:])
-    return _judge(classify, accuracy, images, labels, data.images[:MNIST_JUDGE_IMAGES], unseen)
+    unseen = (real[MNIST_JUDGE_IMAGES:], data.labels[MNIST_JUDGE_IMAGES:])
+    return _judge(classify, accuracy, images, labels, real[:MNIST_JUDGE_IMAGES], unseen)
 
 
 def sample(generator: Any, latent_dim: int, n: int = N_SAMPLES, seed: int = SAMPLE_SEED,

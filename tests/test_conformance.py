@@ -105,9 +105,22 @@ def cifar10_files(directory: Path) -> dict[str, Any]:
     return {"options": {"limit": 16}, "data_dir": directory}
 
 
+def tfrecord_shards(directory: Path) -> dict[str, Any]:
+    import tensorflow as tf
+
+    for shard in range(2):
+        with tf.io.TFRecordWriter(str(directory / f"train-{shard}.tfrecord")) as writer:
+            for index in range(3):
+                png = tf.io.encode_png(tf.fill((6, 6, 1), tf.constant(40 * index, tf.uint8))).numpy()
+                features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[index % 2]))}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    return {"options": {"path": directory, "label_key": "label", "num_classes": 2}}
+
+
 DATA_FILES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mnist": mnist_files, "fashion_mnist": fashion_files, "cifar10": cifar10_files, "npz": npz_file,
-    "folder": image_folder,
+    "folder": image_folder, "tfrecord": tfrecord_shards,
 }
 
 

@@ -68,11 +68,13 @@ def load(registry):
     return load
 
 
-def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None, value_range: tuple[float, float] = (0.0, 1.0)) -> None:
+def check(data: ImageData, shape: tuple[int, ...], num_classes: int | None, value_range: tuple[float, float] = (0.0, 1.0),
+          dtype: type = np.uint8) -> None:
+    """``data`` holds images of ``shape`` and ``dtype`` (uint8, as the standard sets come, or float32) in ``value_range``."""
     assert isinstance(data, ImageData)
     assert data.images.shape == shape
-    assert data.images.dtype == np.float32
-    assert value_range[0] <= data.images.min() and data.images.max() <= value_range[1]
+    assert data.images.dtype == dtype
+    assert value_range[0] <= data.float_images().min() and data.float_images().max() <= value_range[1]
     assert data.spec.shape == shape[1:] and data.spec.value_range == value_range
     assert data.spec.num_classes == num_classes
     if num_classes is None:
@@ -88,7 +90,7 @@ def test_mnist_from_idx_gz(load, tmp_path):
     written = write_mnist(tmp_path)
     data = load("mnist", {"split": "test"}, tmp_path)
     check(data, (12, 28, 28, 1), 10)
-    np.testing.assert_allclose(data.images[..., 0], written["t10k-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.images[..., 0], written["t10k-images-idx3-ubyte"])  # the file's bytes, kept
     np.testing.assert_array_equal(data.labels, written["t10k-labels-idx1-ubyte"])
     assert data.name == "mnist"
 
@@ -119,7 +121,7 @@ def test_mnist_npz_in_data_dir(load, tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=x, y_train=np.arange(7) % 10, x_test=x[:3], y_test=np.array([9, 8, 7]))
     data = load("mnist", {"split": "test"}, tmp_path)
     check(data, (3, 28, 28, 1), 10)
-    assert data.images.max() == 1.0 and list(data.labels) == [9, 8, 7]
+    assert data.float_images().max() == 1.0 and list(data.labels) == [9, 8, 7]
 
 
 def test_mnist_from_keras_cache(load, tmp_path, monkeypatch):
@@ -211,7 +213,7 @@ def test_real_mnist_test_split(load):
     data = load("mnist", {"split": "test"}, REAL_MNIST)
     check(data, (10000, 28, 28, 1), 10)
     assert set(np.unique(data.labels)) == set(range(10))
-    assert data.images.max() == 1.0 and 0.05 < data.images.mean() < 0.25
+    assert data.float_images().max() == 1.0 and 0.05 < data.float_images().mean() < 0.25
 
 
 # ------------------------------------------------------------------------------------- Fashion-MNIST
@@ -221,7 +223,7 @@ def test_fashion_mnist_from_idx_gz(load, tmp_path, registry):
     written = write_mnist(tmp_path)
     data = load("fashion_mnist", {"split": "test"}, tmp_path)
     check(data, (12, 28, 28, 1), 10)
-    np.testing.assert_allclose(data.images[..., 0], written["t10k-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.images[..., 0], written["t10k-images-idx3-ubyte"])  # the file's bytes, kept
     np.testing.assert_array_equal(data.labels, written["t10k-labels-idx1-ubyte"])
     assert data.name == "fashion_mnist"
     check_dataset("fashion_mnist", {"split": "all", "value_range": [-1, 1]}, registry=registry, data_dir=tmp_path)
@@ -235,8 +237,8 @@ def test_one_data_dir_serves_mnist_and_fashion_mnist_from_their_subfolders(load,
     mnist, fashion = load("mnist", {}, tmp_path), load("fashion_mnist", {}, tmp_path)
     check(mnist, (5, 28, 28, 1), 10)
     check(fashion, (7, 28, 28, 1), 10)
-    np.testing.assert_allclose(mnist.images[..., 0], digits["train-images-idx3-ubyte"] / 255.0, atol=1e-6)
-    np.testing.assert_allclose(fashion.images[..., 0], clothes["train-images-idx3-ubyte"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(mnist.images[..., 0], digits["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(fashion.images[..., 0], clothes["train-images-idx3-ubyte"])
     assert set(fashion.labels) == {9}
 
 
@@ -283,10 +285,10 @@ def check_cifar(data: ImageData, numbers: range) -> None:
     check(data, (len(numbers), 32, 32, 3), 10)
     np.testing.assert_array_equal(data.labels, [k % 10 for k in numbers])
     rows, columns = np.mgrid[0:32, 0:32]
-    red = np.broadcast_to(((32 * rows + columns) % 256) / 255.0, (len(numbers), 32, 32))
-    np.testing.assert_allclose(data.images[:, :, :, 0], red, atol=1e-6)
-    np.testing.assert_allclose(data.images[:, :, :, 1], 7 / 255.0, atol=1e-6)
-    np.testing.assert_allclose(data.images[:, 5, 9, 2], np.array(numbers) / 255.0, atol=1e-6)
+    red = np.broadcast_to((32 * rows + columns) % 256, (len(numbers), 32, 32))
+    np.testing.assert_array_equal(data.images[:, :, :, 0], red)
+    np.testing.assert_array_equal(data.images[:, :, :, 1], 7)
+    np.testing.assert_array_equal(data.images[:, 5, 9, 2], numbers)
 
 
 @pytest.mark.parametrize("layout", ["folder", "files", "archive"])
@@ -434,8 +436,9 @@ def test_value_range_minus_one_to_one_maps_exactly(load, tmp_path, registry):
     np.savez(tmp_path / "mnist.npz", x_train=pixels, y_train=np.array([3, 4]), x_test=pixels, y_test=np.array([3, 4]))
     data = load("mnist", {"value_range": [-1, 1]}, tmp_path)
     check(data, (2, 28, 28, 1), 10, value_range=(-1.0, 1.0))
-    np.testing.assert_allclose(data.images[0, 0, :4, 0], [-1.0, -0.6, 0.6, 1.0], atol=1e-6)
-    assert data.images[0, 0, 0, 0] == -1.0 and data.images[0, 0, 3, 0] == 1.0
+    images = data.float_images()
+    np.testing.assert_allclose(images[0, 0, :4, 0], [-1.0, -0.6, 0.6, 1.0], atol=1e-6)
+    assert images[0, 0, 0, 0] == -1.0 and images[0, 0, 3, 0] == 1.0
     check_dataset("mnist", {"value_range": [-1, 1]}, registry=registry, data_dir=tmp_path)
 
 
@@ -448,7 +451,7 @@ def test_pad_centres_the_image_in_the_low_value(load, tmp_path, value_range, low
     np.testing.assert_array_equal(padded.images[:, 2:30, 2:30], plain.images)
     border = np.ones((32, 32), bool)
     border[2:30, 2:30] = False
-    assert (padded.images[:, border] == low).all()
+    assert (padded.float_images()[:, border] == low).all()
     odd = load("mnist", {"split": "test", "pad_to": [31, 29]}, tmp_path)  # the odd pixel goes below and right
     assert odd.images.shape == (12, 31, 29, 1)
     np.testing.assert_array_equal(odd.images[:, 1:29, 0:28], load("mnist", {"split": "test"}, tmp_path).images)
@@ -459,11 +462,11 @@ def test_resize_then_pad(load, tmp_path, records):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full((20, 28, 28), 200, np.uint8))))
     small = load("fashion_mnist", {"resize": 14}, tmp_path)
     check(small, (20, 14, 14, 1), 10)
-    np.testing.assert_allclose(small.images, 200 / 255.0, atol=1e-6)  # bilinear keeps a flat image flat
+    assert (small.images == 200).all()  # bilinear keeps a flat image flat
     check(load("fashion_mnist", {"resize": [16, 20]}, tmp_path), (20, 16, 20, 1), 10)
     both = load("fashion_mnist", {"resize": 24, "pad_to": 32, "value_range": [-1, 1]}, tmp_path)
     check(both, (20, 32, 32, 1), 10, value_range=(-1.0, 1.0))
-    assert (both.images[:, 4:28, 4:28] > 0.5).all() and (both.images[:, :4] == -1.0).all()
+    assert (both.float_images()[:, 4:28, 4:28] > 0.5).all() and (both.float_images()[:, :4] == -1.0).all()
     write_cifar(tmp_path / "cifar")
     check(load("cifar10", {"split": "test", "resize": 16}, tmp_path / "cifar"), (3, 16, 16, 3), 10)
     check(load("cifar10", {"split": "test", "resize": 32}, tmp_path / "cifar"), (3, 32, 32, 3), 10)
@@ -480,9 +483,9 @@ def test_pad_smaller_than_the_images_is_refused(load, tmp_path):
 
 def test_digits(load):
     data = load("digits")
-    check(data, (1797, 8, 8, 1), 10)
+    check(data, (1797, 8, 8, 1), 10, dtype=np.float32)
     assert data.images.max() == 1.0 and set(np.unique(data.labels)) == set(range(10))
-    check(load("digits", {"limit": 50}), (50, 8, 8, 1), 10)
+    check(load("digits", {"limit": 50}), (50, 8, 8, 1), 10, dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------------ npz / npy
@@ -493,7 +496,7 @@ def test_npz_uint8_with_labels(load, tmp_path):
     np.savez(tmp_path / "d.npz", images=x, y=np.array([0, 2, 1, 2, 0]))
     data = load("npz", {"path": tmp_path / "d.npz", "labels_key": "y"})
     check(data, (5, 6, 7, 1), 3)
-    np.testing.assert_allclose(data.images[..., 0], x / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.images[..., 0], x)
     assert data.name == "npz"
     limited = load("npz", {"path": str(tmp_path / "d.npz"), "labels_key": "y", "limit": 2})
     check(limited, (2, 6, 7, 1), 3)  # num_classes comes from all labels, not the first two
@@ -505,7 +508,7 @@ def test_npz_default_key(load, tmp_path, key):
     if key != "only_one":
         arrays["other"] = np.zeros(3)
     np.savez(tmp_path / "d.npz", **arrays)
-    check(load("npz", {"path": tmp_path / "d.npz"}), (4, 5, 5, 3), None)
+    check(load("npz", {"path": tmp_path / "d.npz"}), (4, 5, 5, 3), None, dtype=np.float32)
 
 
 def test_npz_ambiguous_or_unknown_key(load, tmp_path):
@@ -519,7 +522,7 @@ def test_npz_ambiguous_or_unknown_key(load, tmp_path):
 
 def test_npy_file(load, tmp_path):
     np.save(tmp_path / "d.npy", np.zeros((3, 4, 4, 4), np.float64))
-    check(load("npz", {"path": tmp_path / "d.npy"}), (3, 4, 4, 4), None)
+    check(load("npz", {"path": tmp_path / "d.npy"}), (3, 4, 4, 4), None, dtype=np.float32)
 
 
 def test_npz_object_array_is_refused_without_unpickling(load, tmp_path):

@@ -207,6 +207,36 @@ def images(*files: str, size: tuple[int, int] = (8, 8), folder: str = "imgs") ->
     return setup
 
 
+def shard_of_pictures(scene: Scene) -> None:
+    """shards/a.tfrecord: records whose image is under the feature 'picture', not the default 'image'."""
+    import tensorflow as tf
+
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(png, "PNG")
+    features = {"picture": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png.getvalue()])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+    scene.path.joinpath("shards").mkdir()
+    with tf.io.TFRecordWriter(str(scene.path / "shards" / "a.tfrecord")) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+
+
+class Endless(ganframe.DataStream):
+    """A stream of unknown size, as a plugin may return one: the same flat 8x8 image, forever."""
+
+    spec = ganframe.DataSpec((8, 8, 1))
+    name = "endless"
+
+    def examples(self, worker: int, workers: int) -> Any:
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensors({"image": tf.fill((8, 8, 1), tf.constant(128, tf.uint8))}).repeat()
+
+
+def endless_stream(scene: Scene) -> None:
+    scene.plugin("endless", ganframe_register_datasets=lambda register: register(
+        "endless", lambda context, options: Endless(), "an endless stream (tests)"))
+
+
 def corrupt_checkpoints(scene: Scene) -> None:
     for checkpoint in scene.run().glob("checkpoints/ckpt-*.npz"):
         checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
@@ -445,6 +475,15 @@ ROWS = [
     Row("folder-two-pairings", train("--data", "folder", "--data-option", "path=imgs", "--data-option", "side_by_side=left",
                                      "--data-option", "conditions=inputs"), 2,
         ("'conditions'", "side_by_side and conditions are two ways to pair the images: give one of them")),
+    Row("tfrecord-no-shards", tiny("--data", "tfrecord", "--data-option", "path=shards"), 2,
+        ("shards", "no tfrecord files there", "a glob pattern"), lambda s: s.path.joinpath("shards").mkdir()),
+    Row("tfrecord-missing-feature", tiny("--data", "tfrecord", "--data-option", "path=shards"), 2,
+        ("shards/a.tfrecord: the first record has no bytes feature 'image' (option image_key)",
+         "its features: label, picture"), shard_of_pictures),
+    Row("epochs-of-a-stream", ("train", *TINY, "--data", "endless", "--epochs", "2", "--batch-size", "4", "--no-jit",
+                               "--out", "RUN"), 2,
+        ("config 'epochs': got 2; data set 'endless' is a stream of unknown size", "give steps or max_time instead"),
+        endless_stream),
     Row("pairs-factor-not-dividing", train("--data", "digits", "--pairs", "downscale", "--set", "pairs.factor=3"), 2,
         ("'pairs.factor': got 3", "must divide the images' height and width (8x8", "choose 2, 4 or 8")),
     Row("pairs-hole-too-large", train("--data", "digits", "--pairs", "mask", "--set", "pairs.hole=9"), 2,
@@ -524,6 +563,9 @@ ROWS = [
     Row("translate-wrong-size", ("translate", "RUN", "--input", "in.npz", "--out", "out.npz"), 2,
         ("the input images are 6x6x1, but this run translates conditions of 8x8x1", "resize them"),
         paired_run_and_small_inputs),
+    Row("translate-input-nan", ("translate", "RUN", "--input", "d.npz", "--out", "out.npz"), 2,
+        ("d.npz: 3 pixel values are NaN or infinite, in 2 of 10 images",),
+        lambda s: (s.write("RUN/config.toml", 'arch = "dense"\n'), npz(x=nan_images)(s))),
     Row("export-bad-extension", ("export", "RUN", "--out", "g.h5"), 2, ("g.h5", "must be .keras")),
     Row("export-parent-is-a-file", ("export", "RUN", "--out", "notes.txt/g.keras"), 2, ("'notes.txt' is a file, not a directory",),
         lambda s: s.write("notes.txt", "notes")),

@@ -8,6 +8,7 @@ here as the pipeline hands them over (:func:`ganframe.pipeline.take`, and traini
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,61 @@ def test_headers_read_without_pillow_agree_with_pillow(load, tmp_path, save):
     (tmp_path / "a.img").rename(tmp_path / f"a.{save['format'].lower()}")
     source, images, _ = load({"path": tmp_path})
     assert source.spec.shape == (7, 13, 3) and images.shape == (1, 7, 13, 3)
+
+
+def _batch_values(batches) -> list[list[float]]:
+    return [batch["image"].numpy()[:, 0, 0, 0].tolist() for batch in batches]
+
+
+@pytest.mark.parametrize("cache", ["memory", "directory"])
+def test_a_cache_decodes_each_image_once_and_changes_no_batch(load, tmp_path, cache):
+    """The cache is filled when the folder is loaded: with the files deleted after the first epoch, the later
+    epochs are still read, and every batch is the uncached one."""
+    for index in range(12):
+        write_image(tmp_path / "imgs" / f"{index:02d}.png", size=(4, 4), value=index * 20)
+    uncached = load({"path": tmp_path / "imgs"})[0]
+    expected = _batch_values(make_dataset(uncached, 4, seed=3).take(9))  # 3 epochs
+    option = "memory" if cache == "memory" else str(tmp_path / "cache")
+    source = load({"path": tmp_path / "imgs", "cache": option})[0]
+    batches = iter(make_dataset(source, 4, seed=3))
+    first_epoch = [next(batches) for _ in range(3)]
+    for path in (tmp_path / "imgs").iterdir():
+        path.unlink()
+    assert _batch_values([*first_epoch, *(next(batches) for _ in range(6))]) == expected
+    if cache == "directory":
+        assert sorted(path.name.split(".", 1)[1] for path in (tmp_path / "cache").iterdir()) == ["image.npy", "readable.npy"]
+
+
+def test_a_cache_directory_serves_a_later_run_until_a_file_changes(load, tmp_path):
+    """A second load of the same files reads the pixels the first decoded (the files' pixels are garbage by
+    then, their sizes and times kept); a file touched since is decoded again, and its garbage refused."""
+    for index in range(6):
+        write_image(tmp_path / "imgs" / f"{index}.png", size=(4, 4), value=index * 40)
+    options = {"path": tmp_path / "imgs", "cache": str(tmp_path / "cache")}
+    _, decoded, _ = load(options)
+    for path in (tmp_path / "imgs").iterdir():
+        stat, whole = path.stat(), path.read_bytes()
+        path.write_bytes(whole[:33] + b"\x00" * (len(whole) - 33))  # the header stays, the pixels go
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _, cached, _ = load(options)
+    np.testing.assert_array_equal(cached, decoded)
+    with pytest.raises(DataError, match="cannot read"):
+        load({"path": tmp_path / "imgs"})
+    (tmp_path / "imgs" / "3.png").touch()  # another set of files: decoded anew, and refused at the first
+    with pytest.raises(DataError, match=r"cannot read .*imgs/0\.png"):
+        load(options)
+
+
+def test_a_cache_keeps_unreadable_files_out_as_without_one(load, tmp_path):
+    for index in range(5):
+        (tmp_path / f"{index}.jpg").write_bytes(jpeg_bytes())
+    broken = jpeg_bytes()
+    (tmp_path / "2.jpg").write_bytes(broken[:broken.index(b"\xff\xda") + 30])
+    skipping = {"path": tmp_path, "unreadable": "skip"}
+    expected = _batch_values(make_dataset(load(skipping)[0], 2, seed=0).take(6))
+    assert _batch_values(make_dataset(load({**skipping, "cache": "memory"})[0], 2, seed=0).take(6)) == expected
+    with pytest.raises(DataError, match=r"cannot read .*2\.jpg"):
+        load({"path": tmp_path, "cache": "memory"})
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(DataError, match="the cache .*taken is a file"):
+        load({"path": tmp_path, "cache": str(tmp_path / "taken"), "unreadable": "skip"})

@@ -186,9 +186,9 @@ def test_the_judge_takes_real_images_as_the_runs_see_them(options: dict[str, Any
     """Padded images are cropped back, resized ones resized up: real MNIST still passes, at its own spread."""
     judge = mnist_judge(**options)
     data = load_data("mnist", split="test", limit=MNIST_JUDGE_IMAGES, **options)
-    coverage = judge.coverage(data.images)
+    coverage = judge.coverage(data.float_images())
     assert not coverage.failures() and abs(coverage.diversity - 1) < 1e-6, coverage
-    assert judge.class_accuracy(data.images, data.labels).per_class.min() > 0.9
+    assert judge.class_accuracy(data.float_images(), data.labels).per_class.min() > 0.9
 
 
 @pytest.mark.parametrize("control", ["untrained-G", *NOISE])

@@ -213,7 +213,7 @@ def test_shipped_classifier_reads_real_digits() -> None:
     test = ganframe.get_registry().build("dataset", "mnist", {"split": "test", "limit": 500},
                                          ganframe.DataContext(REAL_MNIST))
     extract = ganframe.get_registry().build("feature_extractor", "mnist", {}, test.spec)
-    probabilities = extract.probabilities(test.images)
+    probabilities = extract.probabilities(test.float_images())
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     assert (probabilities.argmax(axis=1) == test.labels).mean() > 0.97
 

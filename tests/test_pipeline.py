@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ganframe import DataSource, DataSpec, ImageData
+from ganframe.contract import InvalidImageData
 from ganframe.pipeline import NoiseSpec, example_order, make_dataset, take
 
 SIZE = 10
@@ -91,6 +92,28 @@ def test_resuming_far_into_a_run_reads_no_earlier_batch(kind):
     # ... and the batch there is the one the order says: positions 6,400,000 to 6,400,063.
     expected = [int(i) for i in example_order(60_000, 0, 100_000 * 64).take(64).as_numpy_iterator()]
     assert indices_of(next(iter(make_dataset(data, 64, seed=0, start_step=100_000))), 60_000) == expected
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 1.0), (-1.0, 1.0), (-0.5, 2.25)])
+def test_bytes_held_in_memory_become_in_each_batch_the_floats_loading_made(value_range):
+    """Every byte value, uint8 in memory: in the batches, bit for bit the float32 (x / 255) · (high - low) + low
+    that the loaders computed when they held floats, which ``float_images`` and ``take`` give too; and the
+    same batches, seeded alike, as from those floats in memory."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(256, 1, 1, 1)
+    low, high = value_range
+    floats = (pixels.astype(np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
+    data = ImageData(pixels, np.arange(256) % 3, DataSpec((1, 1, 1), value_range, 3))
+    as_floats = ImageData(floats, np.arange(256) % 3, data.spec)
+    np.testing.assert_array_equal(data.float_images().view(np.uint32), floats.view(np.uint32))
+    np.testing.assert_array_equal(take(data, np.arange(256)).images.view(np.uint32), floats.view(np.uint32))
+    pairs = zip(make_dataset(data, 32, seed=4).take(16), make_dataset(as_floats, 32, seed=4).take(16))  # 2 epochs
+    for from_bytes, from_floats in pairs:
+        assert from_bytes["image"].dtype.name == "float32"
+        np.testing.assert_array_equal(from_bytes["image"].numpy().view(np.uint32),
+                                      from_floats["image"].numpy().view(np.uint32))
+        np.testing.assert_array_equal(from_bytes["label"], from_floats["label"])
+    with pytest.raises(InvalidImageData, match="must be float32 .* or uint8 .*, got int16"):
+        ImageData(pixels.astype(np.int16), None, DataSpec((1, 1, 1)))
 
 
 def test_a_source_is_read_in_the_same_order_as_the_same_data_in_memory():

@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     train = ganframe.get_registry().build("dataset", "mnist", {"split": "train"}, ganframe.DataContext(args.data_dir))
     pick = np.sort(np.random.default_rng(args.seed).choice(len(train), args.n, replace=False))
-    fake = train.images[pick]
+    fake = train.float_images()[pick]
     os.environ["GANFRAME_CACHE_DIR"] = tempfile.mkdtemp(prefix="ganframe-floor-")
     for cache in ("cold", "warm"):
         metrics.FEATURES = metrics.FeatureStore()  # as a new process would start: nothing in memory
@@ -51,7 +51,7 @@ def main() -> None:
     for name in METRICS:  # features already in memory: each metric's own math
         metric = ganframe.get_registry().build("metric", name, {}, real.spec)
         started = time.perf_counter()
-        metric.compute(real.images[: args.n], fake)
+        metric.compute(real.float_images()[: args.n], fake)
         seconds[name] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
     metric.extractor(fake)

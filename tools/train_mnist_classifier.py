@@ -49,10 +49,10 @@ def main() -> None:
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     started = time.perf_counter()
-    history = model.fit(train.images, train.labels, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
+    history = model.fit(train.float_images(), train.labels, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                         verbose=2)
     seconds = time.perf_counter() - started
-    test_loss, test_accuracy = model.evaluate(test.images, test.labels, batch_size=1000, verbose=0)
+    test_loss, test_accuracy = model.evaluate(test.float_images(), test.labels, batch_size=1000, verbose=0)
 
     save_classifier_weights(classifier, args.out)
     record = {

@@ -52,7 +52,8 @@ class SampleGrid(_Periodic):
         self.saved_step = -1
 
     def act(self, step: int, logs: dict[str, Any]) -> None:
-        images, columns = self.model.sample_grid(self.n, seed=self.seed)  # conditional: one class per row
+        # conditional: one class per row; a G that takes conditions: condition | output | image rows
+        images, columns = self.model.sample_grid(self.n, seed=self.seed)
         save_image_grid(images, self.directory / f"step_{step:07d}.png", self.model.output_range, columns=columns)
         self.saved_step = step
 

@@ -16,7 +16,8 @@ from ganframe import CallbackContext, Options, hookimpl
 
 class SamplesOptions(Options):
     every: int = Field(500, ge=0, description="steps between sample grids; 0 switches them off")
-    n: int = Field(64, ge=1, le=1024, description="images per grid")
+    n: int = Field(64, ge=1, le=1024, description="images per grid (a generator that takes conditions: rows of "
+                                                   "condition | output | real image)")
     seed: int | None = Field(None, ge=0, description="noise seed of the fixed grid; default: the run's seed")
 
 

@@ -1,7 +1,8 @@
 """Built-in datasets held in memory: MNIST, Fashion-MNIST, CIFAR-10, scikit-learn's digits, a user's .npz/.npy file.
 
-Each loader returns the whole set in memory as float32 images (in [0, 1] unless the
-options ask for [-1, 1]). Every problem a user can cause (a missing or corrupt file,
+Each loader returns the whole set in memory: uint8 images as they come (the standard sets, a
+uint8 array), which the input pipeline maps onto the value range ([0, 1] unless the options ask
+for [-1, 1]) a batch at a time, or float32 images already in [0, 1]. Every problem a user can cause (a missing or corrupt file,
 a wrong shape, a bad value range) becomes one :class:`ganframe.DataError` that names
 the file and says what to do. Nothing here imports TensorFlow; Keras is imported only
 for the last resort of downloading a standard set. Nothing is ever unpickled.
@@ -136,15 +137,15 @@ def _pad(pixels: np.ndarray, size: tuple[int, int], name: str) -> np.ndarray:
 
 
 def _present(pixels: np.ndarray, labels: np.ndarray, options: ImageSetOptions, num_classes: int, name: str) -> ImageData:
-    """uint8 (N, H, W, C) images and their labels as ``options`` ask: limited, resized, padded, scaled."""
-    pixels, labels = _first(pixels, options.limit), _first(labels, options.limit)
+    """uint8 (N, H, W, C) images and their labels as ``options`` ask: limited, resized, padded, in the value range
+    (which the pipeline maps the bytes onto: they stay uint8, a quarter of float32's memory)."""
+    if options.limit is not None:  # a copy: a view would keep the whole set in memory
+        pixels, labels = pixels[:options.limit].copy(), labels[:options.limit]
     if options.resize is not None and options.resize != pixels.shape[1:3]:
         pixels = _resize(pixels, options.resize)
     if options.pad_to is not None:
         pixels = _pad(pixels, options.pad_to, name)
-    low, high = options.value_range
-    images = (pixels.astype(np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
-    return ImageData(images, labels.astype(np.int32), DataSpec(images.shape[1:], (low, high), num_classes), name=name)
+    return ImageData(pixels, labels.astype(np.int32), DataSpec(pixels.shape[1:], options.value_range, num_classes), name=name)
 
 
 # ------------------------------------------------------------------------- MNIST and Fashion-MNIST
@@ -300,7 +301,7 @@ def _load_idx_set(dataset: IdxSet, context: DataContext, options: ImageSetOption
         parts = [_idx_from_dir(dataset, Path(context.data_dir).expanduser(), split) for split in splits]
     else:
         parts = _idx_from_keras(dataset, splits)
-    images = np.concatenate([images for images, _ in parts])[..., None]
+    images = np.concatenate([images[..., None] for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])
     return _present(images, labels, options, len(dataset.classes), dataset.name)
 
@@ -525,10 +526,11 @@ def _nhwc(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _unit_images(array: np.ndarray, source: str) -> np.ndarray:
-    """float32 (N, H, W, C) in [0, 1] from uint8 or already-scaled floats; anything else is refused."""
+    """(N, H, W, C) images to hold in memory: uint8 as they are (a copy of a view, which would keep what it views),
+    or floats checked to lie in [0, 1], as float32; anything else is refused."""
     array = _nhwc(array, source)
     if array.dtype == np.uint8:
-        return array.astype(np.float32) / np.float32(255.0)
+        return array if array.base is None else array.copy()
     if not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{source}: images have dtype {array.dtype}; expected uint8 (0..255) or floats in [0, 1]")
     finite = np.isfinite(array)

@@ -5,13 +5,18 @@ so that a wrong file, mixed sizes or a missing label are refused before the firs
 the file. Training then decodes and resizes the images inside ``tf.data``, in parallel, as the
 steps need them: memory does not grow with the number of images (docs/datasets.md). Paired data
 (image-to-image) comes as files holding the condition and the image side by side, or as a second
-folder of conditions with the images' file names; they are decoded alike. This module imports
-TensorFlow only when the pipeline traces :meth:`FolderSource.read`.
+folder of conditions with the images' file names; they are decoded alike. With ``cache`` every
+example is decoded once, in one parallel pass when the folder is loaded, into uint8 arrays in memory
+or in files, and read from there by index. This module imports TensorFlow only when the pipeline
+traces :meth:`FolderSource.read` or a cache is filled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import os
 import struct
 import sys
@@ -36,6 +41,9 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 #: Threads reading headers (file opens wait on the disk more than on the CPU), each given this many files at a time.
 HEADER_THREADS, HEADER_CHUNK = 8, 2000
 
+#: Examples decoded per batch while a cache is filled.
+CACHE_BATCH = 256
+
 
 class FolderOptions(Options):
     path: Path = Field(description="a directory of PNG/JPEG/BMP/GIF images, searched recursively (hidden files skipped)")
@@ -58,6 +66,11 @@ class FolderOptions(Options):
     conditions: Path | None = Field(
         None, description="paired data: a directory holding each image's condition at the image's relative path "
                           "(relative paths resolve as path does); channels as its first file, resized by size too"
+    )
+    cache: str | None = Field(
+        None, description="\"memory\", or a directory: decode every image once (a parallel pass when the folder is "
+                          "loaded) and keep the uint8 pixels there, so that no epoch decodes again; a directory keeps "
+                          "them for later runs reading the same files alike"
     )
 
     @field_validator("conditions")
@@ -84,6 +97,7 @@ class FolderSource(DataSource):
     skip_unreadable: bool = False
     side_by_side: Literal["left", "right"] | None = None
     condition_paths: tuple[str, ...] | None = None
+    cache: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -98,6 +112,17 @@ class FolderSource(DataSource):
 
         from ganframe.pipeline import in_range
 
+        example = self._decoded(index) if self.cache is None else self._from_cache(index)
+        if "condition" in example:
+            example["condition"] = in_range(example["condition"], self.spec.value_range)
+        if self.labels is not None:
+            example["label"] = tf.gather(self._tensors["label"], index)
+        return example
+
+    def _decoded(self, index: Any) -> dict[str, Any]:
+        """Example ``index`` decoded from its file(s): ``image`` and, paired, ``condition``, uint8 of their shapes."""
+        import tensorflow as tf
+
         image = self._decode("path", index, self.spec.channels)
         condition = None
         if self.side_by_side is not None:
@@ -106,12 +131,90 @@ class FolderSource(DataSource):
             image, condition = (right, left) if self.side_by_side == "left" else (left, right)
         elif self.condition_paths is not None:
             condition = self._decode("condition_path", index, self.spec.condition_shape[2])
-        example = {"image": self._fit(image, self.spec.shape)}
+        example = {"image": fit_image(image, self.spec.shape, self.resize)}
         if condition is not None:
-            example["condition"] = in_range(self._fit(condition, self.spec.condition_shape), self.spec.value_range)
-        if self.labels is not None:
-            example["label"] = tf.gather(self._tensors["label"], index)
+            example["condition"] = fit_image(condition, self.spec.condition_shape, self.resize)
         return example
+
+    def _from_cache(self, index: Any) -> dict[str, Any]:
+        """Example ``index`` as :meth:`_decoded` gives it, read from the cache (filled when the folder was
+        loaded); an example that could not be decoded (kept out with unreadable = "skip") fails again, so
+        that the pipeline drops it as it would."""
+        import tensorflow as tf
+
+        arrays = self._cache
+        keys = [key for key in arrays if key != "readable"]
+        *values, readable = tf.numpy_function(lambda i: [np.asarray(arrays[key][i]) for key in (*keys, "readable")],
+                                              [index], [tf.uint8] * len(keys) + [tf.bool], stateful=False)
+        example = {key: tf.ensure_shape(value, arrays[key].shape[1:]) for key, value in zip(keys, values)}
+        if arrays["readable"].all():
+            return example
+        with tf.control_dependencies([tf.debugging.Assert(readable, ["this example's file cannot be decoded"])]):
+            return {key: tf.identity(value) for key, value in example.items()}
+
+    @functools.cached_property
+    def _cache(self) -> dict[str, np.ndarray]:
+        """Every example's decoded ``image`` (and ``condition``), uint8, and whether it could be decoded
+        (``readable``): decoded in one parallel pass into memory, or found in the cache directory, where such
+        a pass leaves its arrays under a name that says which files, read how, they hold."""
+        shapes = {"image": self.spec.shape, **({} if self.spec.condition_shape is None
+                                                 else {"condition": self.spec.condition_shape})}
+        if self.cache == "memory":
+            arrays = {key: np.zeros((len(self), *shape), np.uint8) for key, shape in shapes.items()}
+            return {**arrays, "readable": self._decode_into(arrays)}
+        directory = Path(self.cache).expanduser()
+        if directory.exists() and not directory.is_dir():
+            raise DataError(f"data set {self.name!r}: the cache {directory} is a file; the option cache takes "
+                            "\"memory\" or a directory")
+        stem = directory / f"folder-{self._fingerprint()}"
+        files = {key: Path(f"{stem}.{key}.npy") for key in (*shapes, "readable")}
+        if not all(path.is_file() for path in files.values()):  # written under temporary names, then renamed
+            directory.mkdir(parents=True, exist_ok=True)
+            scratch = {key: path.with_name(f"{path.name}.{os.getpid()}.tmp") for key, path in files.items()}
+            try:
+                arrays = {key: np.lib.format.open_memmap(scratch[key], "w+", np.uint8, (len(self), *shape))
+                          for key, shape in shapes.items()}
+                readable = self._decode_into(arrays)
+                for array in arrays.values():
+                    array.flush()
+                with open(scratch["readable"], "wb") as handle:
+                    np.save(handle, readable)
+                for key, path in scratch.items():
+                    os.replace(path, files[key])
+            finally:  # a pass that failed leaves nothing behind
+                for path in scratch.values():
+                    path.unlink(missing_ok=True)
+        return {key: np.load(path, mmap_mode="r") for key, path in files.items()}
+
+    def _decode_into(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Decode every example into ``arrays`` (by key, uint8 (N, ...)), in parallel; which could be decoded.
+        One that cannot refuses the data set, naming its file, unless unreadable = "skip"."""
+        import tensorflow as tf
+
+        from ganframe.pipeline import take
+
+        readable = np.zeros(len(self), bool)
+        uncached = dataclasses.replace(self, cache=None)
+        examples = tf.data.Dataset.range(len(self)).map(lambda i: {"index": i, **uncached._decoded(i)},
+                                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        for batch in examples.ignore_errors().batch(CACHE_BATCH).as_numpy_iterator():
+            for key, array in arrays.items():
+                array[batch["index"]] = batch[key]
+            readable[batch["index"]] = True
+        if not readable.any() or not (readable.all() or self.skip_unreadable):
+            take(uncached, np.flatnonzero(~readable)[:1])  # raises the error that names the file
+        return readable
+
+    def _fingerprint(self) -> str:
+        """What the cache of this source holds, as a short hash: how it decodes (shapes, resizing, pairing, what
+        it does with a file it cannot decode) and each file's path, size and modification time, so that a
+        changed folder never reads a stale cache."""
+        files = [*self.paths, *(self.condition_paths or ())]
+        stats = [os.stat(path) for path in files]
+        what = {"shape": self.spec.shape, "condition_shape": self.spec.condition_shape, "resize": self.resize,
+                "side_by_side": self.side_by_side, "skip": self.skip_unreadable,
+                "files": [[os.path.abspath(path), stat.st_size, stat.st_mtime_ns] for path, stat in zip(files, stats)]}
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:20]
 
     def _decode(self, paths: str, index: Any, channels: int) -> Any:
         """The file at ``index`` of ``paths`` (a key of :attr:`_tensors`), decoded to uint8 of ``channels``."""
@@ -120,22 +223,23 @@ class FolderSource(DataSource):
         path = tf.gather(self._tensors[paths], index)
         return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
 
-    def _fit(self, image: Any, shape: tuple[int, ...]) -> Any:
-        """``image`` (uint8) of ``shape``: resized to its height and width (bilinear, antialiased, kept as bytes)
-        where the option size asks for it and the image is another size."""
-        import tensorflow as tf
-
-        if self.resize:
-            image = tf.cond(
-                tf.reduce_all(tf.shape(image)[:2] == shape[:2]),
-                lambda: image,
-                lambda: tf.saturate_cast(tf.round(tf.image.resize(image, shape[:2], antialias=True)), tf.uint8),
-            )
-        return tf.ensure_shape(image, shape)
-
     @functools.cached_property
     def _tensors(self) -> dict[str, Any]:
         return outside_trace({"path": self.paths, "label": self.labels, "condition_path": self.condition_paths})
+
+
+def fit_image(image: Any, shape: tuple[int, ...], resize: bool) -> Any:
+    """``image`` (uint8) of ``shape``: resized to its height and width (bilinear, antialiased, kept as bytes)
+    when ``resize`` (the option size is given) and the image is another size."""
+    import tensorflow as tf
+
+    if resize:
+        image = tf.cond(
+            tf.reduce_all(tf.shape(image)[:2] == shape[:2]),
+            lambda: image,
+            lambda: tf.saturate_cast(tf.round(tf.image.resize(image, shape[:2], antialias=True)), tf.uint8),
+        )
+    return tf.ensure_shape(image, shape)
 
 
 def _image_files(root: Path) -> list[str]:
@@ -333,11 +437,14 @@ def load_folder(context: DataContext, options: FolderOptions) -> FolderSource:
     if conditions is not None:
         condition_size = options.size or _one_size(condition_root, conditions, condition_headers)
         condition_shape = (*condition_size, _channels(condition_root, conditions, condition_headers, None))
-    return FolderSource(tuple(files), labels,
-                        DataSpec((height, width, channels), options.value_range, num_classes, condition_shape),
-                        resize=options.size is not None, skip_unreadable=options.unreadable == "skip",
-                        side_by_side=options.side_by_side,
-                        condition_paths=None if conditions is None else tuple(conditions))
+    source = FolderSource(tuple(files), labels,
+                          DataSpec((height, width, channels), options.value_range, num_classes, condition_shape),
+                          resize=options.size is not None, skip_unreadable=options.unreadable == "skip",
+                          side_by_side=options.side_by_side,
+                          condition_paths=None if conditions is None else tuple(conditions), cache=options.cache)
+    if options.cache is not None:
+        source._cache  # filled now: a file that cannot be decoded is refused before a run starts, naming it
+    return source
 
 
 @hookimpl

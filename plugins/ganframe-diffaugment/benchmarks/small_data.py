@@ -150,8 +150,8 @@ def main() -> None:
     registry = ganframe.get_registry()
     train_set = registry.build("dataset", "mnist", {"limit": args.limit}, context)
     test_set = registry.build("dataset", "mnist", {"split": "test"}, context)
-    train_x = train_set.images.reshape(len(train_set), -1)
-    test_x, test_y = test_set.images.reshape(len(test_set), -1), test_set.labels
+    train_x = train_set.float_images().reshape(len(train_set), -1)
+    test_x, test_y = test_set.float_images().reshape(len(test_set), -1), test_set.labels
 
     start = time.perf_counter()
     clf = LogisticRegression(max_iter=200).fit(test_x, test_y)

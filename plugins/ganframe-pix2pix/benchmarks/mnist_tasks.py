@@ -50,6 +50,7 @@ def train(recipe: Path, out: Path, data_dir: str, steps: int | None) -> float:
 
 def score(run: Any, targets: np.ndarray, labels: np.ndarray, classifier: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     """The run's outputs for the targets' conditions, scored against the targets; and the outputs."""
+    import ganframe
     from ganframe.pairs import derive_conditions
 
     conditions = derive_conditions(targets, run.config.pairs, run.spec)
@@ -58,15 +59,9 @@ def score(run: Any, targets: np.ndarray, labels: np.ndarray, classifier: Any, me
     for metric in metrics.values():
         result.update({name: round(value, 4) for name, value in metric.compute(targets, outputs).items()})
     result["accuracy"] = round(float((classifier.probabilities(outputs).argmax(axis=1) == labels).mean()), 4)
-    result["accuracy_of_inputs"] = round(float((classifier.probabilities(_as_image(conditions, targets))
-                                                .argmax(axis=1) == labels).mean()), 4)
+    inputs = ganframe.display_as(conditions, targets.shape[1:])  # what the classifier can read: the targets' size
+    result["accuracy_of_inputs"] = round(float((classifier.probabilities(inputs).argmax(axis=1) == labels).mean()), 4)
     return {"scores": result, "conditions": conditions, "outputs": outputs}
-
-
-def _as_image(conditions: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Conditions the classifier can read: enlarged (nearest) to the targets' size where they are smaller."""
-    factor = targets.shape[1] // conditions.shape[1]
-    return conditions if factor == 1 else conditions.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
 def main() -> None:
@@ -94,7 +89,7 @@ def main() -> None:
         run = runs["pix2pix"][0]
         options = {**run.config.data_options, "split": "test", "limit": args.n}
         test = registry.build("dataset", run.config.data, options, ganframe.DataContext(Path(args.data_dir), 0))
-        targets, labels = test.images, test.labels
+        targets, labels = test.float_images(), test.labels
         classifier = MnistFeatures(run.spec, MnistOptions())
         metrics = {name: registry.build("metric", name, {}, run.spec) for name in ("fid", "l1", "psnr", "ssim")}
         scored = {variant: score(loaded, targets, labels, classifier, metrics) for variant, (loaded, _) in runs.items()}
@@ -102,7 +97,7 @@ def main() -> None:
         results[task]["targets_accuracy"] = round(float((classifier.probabilities(targets).argmax(axis=1) == labels)
                                                         .mean()), 4)
         results[task]["fid_ratio"] = round(scored["pix2pix"]["scores"]["fid"] / scored["l1_only"]["scores"]["fid"], 3)
-        rows = [_as_image(scored["pix2pix"]["conditions"], targets), scored["l1_only"]["outputs"],
+        rows = [ganframe.display_as(scored["pix2pix"]["conditions"], targets.shape[1:]), scored["l1_only"]["outputs"],
                 scored["pix2pix"]["outputs"], targets]
         cells = np.stack([row[:GRID_DIGITS] for row in rows], axis=0).reshape(-1, *targets.shape[1:])
         save_image_grid(cells, args.out / f"{task}.png", run.spec.value_range, columns=GRID_DIGITS)
