@@ -162,10 +162,7 @@ class FolderSource(DataSource):
         if self.cache == "memory":
             arrays = {key: np.zeros((len(self), *shape), np.uint8) for key, shape in shapes.items()}
             return {**arrays, "readable": self._decode_into(arrays)}
-        directory = Path(self.cache).expanduser()
-        if directory.exists() and not directory.is_dir():
-            raise DataError(f"data set {self.name!r}: the cache {directory} is a file; the option cache takes "
-                            "\"memory\" or a directory")
+        directory = cache_directory(self.name, self.cache)
         stem = directory / f"folder-{self._fingerprint()}"
         files = {key: Path(f"{stem}.{key}.npy") for key in (*shapes, "readable")}
         if not all(path.is_file() for path in files.values()):  # written under temporary names, then renamed
@@ -209,12 +206,9 @@ class FolderSource(DataSource):
         """What the cache of this source holds, as a short hash: how it decodes (shapes, resizing, pairing, what
         it does with a file it cannot decode) and each file's path, size and modification time, so that a
         changed folder never reads a stale cache."""
-        files = [*self.paths, *(self.condition_paths or ())]
-        stats = [os.stat(path) for path in files]
-        what = {"shape": self.spec.shape, "condition_shape": self.spec.condition_shape, "resize": self.resize,
-                "side_by_side": self.side_by_side, "skip": self.skip_unreadable,
-                "files": [[os.path.abspath(path), stat.st_size, stat.st_mtime_ns] for path, stat in zip(files, stats)]}
-        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:20]
+        return fingerprint([*self.paths, *(self.condition_paths or ())],
+                           {"shape": self.spec.shape, "condition_shape": self.spec.condition_shape,
+                            "resize": self.resize, "side_by_side": self.side_by_side, "skip": self.skip_unreadable})
 
     def _decode(self, paths: str, index: Any, channels: int) -> Any:
         """The file at ``index`` of ``paths`` (a key of :attr:`_tensors`), decoded to uint8 of ``channels``."""
@@ -226,6 +220,23 @@ class FolderSource(DataSource):
     @functools.cached_property
     def _tensors(self) -> dict[str, Any]:
         return outside_trace({"path": self.paths, "label": self.labels, "condition_path": self.condition_paths})
+
+
+def cache_directory(name: str, cache: str) -> Path:
+    """The directory the option ``cache`` of data set ``name`` names (not "memory"); refused when it is a file."""
+    directory = Path(cache).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"data set {name!r}: the cache {directory} is a file; the option cache takes "
+                        "\"memory\" or a directory")
+    return directory
+
+
+def fingerprint(files: list[str], how: dict[str, Any]) -> str:
+    """A short hash of ``how`` files are read and of each file's path, size and modification time: the name of
+    their cache, so that a changed file or another way of reading never finds a stale one."""
+    stats = [os.stat(file) for file in files]
+    what = {**how, "files": [[os.path.abspath(file), stat.st_size, stat.st_mtime_ns] for file, stat in zip(files, stats)]}
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:20]
 
 
 def fit_image(image: Any, shape: tuple[int, ...], resize: bool) -> Any:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from pydantic import Field, model_validator
 
 from ganframe import DataContext, DataError, DataSpec, DataStream, Options, hookimpl
 from ganframe.builtin.datasets import Size, ValueRange
-from ganframe.builtin.folder import fit_image
+from ganframe.builtin.folder import cache_directory, fingerprint, fit_image
 
 #: Shards read at once, their records taken in turn: a fixed number, so that the order is the same every run.
 READ_SHARDS = 8
@@ -95,10 +93,7 @@ class TFRecordStream(DataStream):
             return examples.cache()
         if self.cache is None:
             return examples
-        directory = Path(self.cache).expanduser()
-        if directory.exists() and not directory.is_dir():
-            raise DataError(f"data set {self.name!r}: the cache {directory} is a file; the option cache takes "
-                            "\"memory\" or a directory")
+        directory = cache_directory(self.name, self.cache)
         directory.mkdir(parents=True, exist_ok=True)
         return examples.cache(str(directory / f"tfrecord-{self._fingerprint(files)}"))
 
@@ -144,11 +139,9 @@ class TFRecordStream(DataStream):
     def _fingerprint(self, files: list[str]) -> str:
         """What a cache of ``files`` read this way holds, as a short hash: how they are decoded, and each file's
         path, size and modification time, so that changed shards never read a stale cache."""
-        stats = [os.stat(file) for file in files]
-        what = {"shape": self.spec.shape, "resize": self.resize, "image_key": self.image_key, "label_key": self.label_key,
-                "compression": self.compression, "skip": self.skip_unreadable,
-                "files": [[os.path.abspath(file), stat.st_size, stat.st_mtime_ns] for file, stat in zip(files, stats)]}
-        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:20]
+        return fingerprint(files, {"shape": self.spec.shape, "resize": self.resize, "image_key": self.image_key,
+                                   "label_key": self.label_key, "compression": self.compression,
+                                   "skip": self.skip_unreadable})
 
 
 def _shards(path: Path) -> list[str]:
