@@ -47,27 +47,9 @@ def _groups(gan: Any) -> dict[str, list[Any]]:
         "seed": [gan.seed_generator.state],
         "guard": [gan.skip_state[name] for name in sorted(gan.skip_state)],
         "ema": list(gan.ema_weights),  # empty without EMA
-        "components": _component_seed_states(gan),
-        "schedules": [gan.schedules[net].scale for net in sorted(gan.schedules)],
+        "components": list(gan.component_seeds),  # the loss's, penalties' and augmentations' seed states
+        "schedules": list(gan.schedule_scales),
     }
-
-
-def _component_seed_states(gan: Any) -> list[Any]:
-    """The states of the seed generators the loss, penalties and augmentations own, in a fixed order.
-
-    A component that draws random numbers from its own ``keras.random.SeedGenerator`` (WGAN-GP's
-    eps) would otherwise start a resumed run from its initial state and draw other numbers than
-    an uninterrupted run.
-    """
-    import keras
-
-    components = [gan.adversarial_loss, *gan.d_penalties, *gan.g_penalties, *gan.augmentations]
-    return [
-        value.state
-        for component in components
-        for _, value in sorted(getattr(component, "__dict__", {}).items())
-        if isinstance(value, keras.random.SeedGenerator)
-    ]
 
 
 def _total_skips(gan: Any) -> int:

@@ -22,7 +22,7 @@ import typer
 
 from ganframe import __version__
 from ganframe.contract import CONTRACT_VERSION, KINDS
-from ganframe.config import check_components, check_run_dir, resolve_config
+from ganframe.config import BACKENDS, check_components, check_run_dir, resolve_config
 from ganframe.errors import ConfigError, GanframeError, Interrupted, UnknownComponentError, did_you_mean
 from ganframe.plugins import ALIASES, get_registry, listed_kind, options_model_summary, reset_registry
 from ganframe.quiet import VERBOSE_ENV
@@ -212,6 +212,9 @@ def train(
     strategy: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
                                            help="default (one device, XLA), mirrored (this machine's devices) or "
                                                 "multiworker (the machines in TF_CONFIG). Default: default."),
+    backend: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
+                                          help="The Keras backend that trains: tensorflow or jax. Default: "
+                                               "KERAS_BACKEND, else tensorflow."),
     precision: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
                                             help="The networks' arithmetic: float32, mixed_float16 (with loss "
                                                  "scaling) or mixed_bfloat16. Default: float32."),
@@ -241,6 +244,7 @@ def train(
         "steps_per_execution": steps_per_execution,
         "strategy": strategy,
         "precision": precision,
+        "backend": backend,
         "callbacks.samples.every": sample_every,
         "callbacks.checkpoint.every": checkpoint_every,
         "callbacks.metrics.every": log_every,
@@ -269,7 +273,8 @@ def train(
     if failed:  # not fatal (unless --strict), but never silent
         typer.echo(f"warning: {len(failed)} plugin(s) failed to load and are skipped (see `ganframe plugins`): "
                    f"{', '.join(failed)}", err=True)
-    typer.echo("loading TensorFlow ...", err=True)
+    _select_backend(run_config.get("backend") if isinstance(run_config, dict) else run_config.backend)
+    typer.echo(f"loading {'JAX' if os.environ.get('KERAS_BACKEND') == 'jax' else 'TensorFlow'} ...", err=True)
     from ganframe.run import train as train_run
 
     run = train_run(run_config, resume=resume, overwrite=overwrite, registry=registry)
@@ -278,6 +283,15 @@ def train(
     if samples:
         typer.echo(f"latest samples: {samples[-1]}")
     typer.echo(f"more samples:   ganframe sample {run.path} --n 64 --out samples.png")
+
+
+def _select_backend(name: str | None) -> None:
+    """Have Keras load on backend ``name`` (when given): it reads ``KERAS_BACKEND`` once, on first import."""
+    if name is None:
+        return
+    if name not in BACKENDS:
+        raise ConfigError(f"--backend: got {name!r}; choose one of {', '.join(BACKENDS)}")
+    os.environ["KERAS_BACKEND"] = name
 
 
 @app.command()

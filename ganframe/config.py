@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -148,6 +148,11 @@ class PairsConfig(_Section):
         return value
 
 
+#: The Keras backends ganframe trains on.
+Backend = Literal["tensorflow", "jax"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+
+
 class RunConfig(_Section):
     """Everything that defines a run. Component options are validated by the components' own models."""
 
@@ -185,6 +190,10 @@ class RunConfig(_Section):
     steps_per_execution: int = Field(1, ge=1)
     out: Path | None = None
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
+    backend: Backend | None = Field(
+        None, description="the Keras backend that trains: tensorflow or jax; default: KERAS_BACKEND, else tensorflow. "
+        "Keras fixes it when first imported: the ganframe command's --backend sets it"
+    )
     precision: Precision = Field(
         "float32", description="the networks compute in float32, or in 16 bits on float32 weights: mixed_float16 "
         "(with loss scaling), mixed_bfloat16"

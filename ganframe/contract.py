@@ -143,6 +143,15 @@ class InvalidImageData(DataError):
         self.problem = problem
 
 
+def in_range(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """uint8 ``images`` (0..255) as float32 in ``value_range``, bit for bit what TensorFlow's input pipeline makes
+    of them (:func:`ganframe.pipeline.in_range`, its twin: every step in float32); float images pass as they are."""
+    if images.dtype != np.uint8:
+        return images
+    low, high = value_range
+    return (images.astype(np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
+
+
 @dataclass(frozen=True, eq=False)
 class ImageData:
     """A whole data set in memory: images (N, H, W, C), float32 within ``spec.value_range`` or uint8 holding 0..255.
@@ -221,10 +230,7 @@ class ImageData:
     def float_images(self) -> np.ndarray:
         """The images as float32 in ``spec.value_range``: themselves, or uint8 mapped bit for bit as the input
         pipeline maps them (a new array, four times the bytes)."""
-        if self.images.dtype != np.uint8:
-            return self.images
-        low, high = self.spec.value_range
-        return (self.images.astype(np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
+        return in_range(self.images, self.spec.value_range)
 
 
 class DataSource(abc.ABC):

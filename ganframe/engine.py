@@ -32,18 +32,19 @@ from typing import Any, Callable, Iterator, Sequence, get_args
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from ganframe import backends
 from ganframe.config import Precision
 from ganframe.contract import AdversarialLoss, Augmentation, Networks, Penalty, Update
-from ganframe.distribute import multi_worker
 from ganframe.errors import ConfigError
-from ganframe.pipeline import NoiseSpec
-from ganframe.sampling import Sampler, network_inputs
+from ganframe.sampling import NoiseSpec, Sampler, network_inputs
 from ganframe.updates import GuardedUpdates
 
 #: The dtype policies ``precision`` may name (docs/performance.md): Keras's names.
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: This process's backend (Keras fixes it at import): its train step, gradients and data parallelism.
+_backend = backends.current()
+
 
 @contextlib.contextmanager
 def precision_policy(precision: str) -> Iterator[None]:
@@ -65,15 +66,13 @@ def precision_policy(precision: str) -> Iterator[None]:
 def input_gradients(fn: Callable[[Any], Any], inputs: Any) -> Any:
     """d sum(fn(inputs)) / d inputs, differentiable again (for gradient penalties, R1).
 
-    ``keras.ops`` has no gradient op; penalties call this instead of a backend tape.
+    ``keras.ops`` has no gradient op; penalties call this instead of a backend's own
+    (a ``GradientTape`` on TensorFlow, ``jax.grad`` on JAX).
     """
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        outputs = fn(inputs)
-    return tape.gradient(outputs, inputs)
+    return _backend.input_gradients(fn, inputs)
 
 
-class GAN(keras.Model):
+class GAN(_backend.StepAdapter, keras.Model):
     """A generator and a discriminator trained against each other by ``fit``.
 
     The data yields one batch per step, ``n_critic * batch_size`` real images: the pipeline's
@@ -95,6 +94,7 @@ class GAN(keras.Model):
         seed: int = 0,
         guard: bool = True,
         ema: float | None = None,
+        schedules: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,10 +118,10 @@ class GAN(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         #: The noise the input pipeline must draw (None: the engine draws it): set under a strategy.
         self.noise_spec = (
-            NoiseSpec(self.latent_dim, num_classes if self.conditional else None) if tf.distribute.has_strategy() else None
+            NoiseSpec(self.latent_dim, num_classes if self.conditional else None) if _backend.has_strategy() else None
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
-        self.multi_worker = multi_worker(tf.distribute.get_strategy())
+        self.multi_worker = _backend.multi_worker()
         compute = {self.generator.compute_dtype, self.discriminator.compute_dtype}
         #: The networks compute in 16 bits (a mixed dtype policy): their outputs are cast to float32.
         self.mixed = compute != {"float32"}
@@ -137,8 +137,19 @@ class GAN(keras.Model):
         #: The EMA of each of G's trainable variables, in their order; empty without EMA.
         self.ema_weights = self.sampler.average.weights
         #: The optimizers' learning-rate schedules by network ("d", "g"), where they follow one
-        #: (:mod:`ganframe.schedules`, set by ``ganframe.run.build_gan``); checkpoints keep their scales.
-        self.schedules: dict[str, Any] = {}
+        #: (:mod:`ganframe.schedules`); checkpoints keep their scales.
+        self.schedules: dict[str, Any] = dict(schedules or {})
+        # Variables the step reads besides the networks', optimizers', guard's and EMA's, as attributes so
+        # that the model tracks them (a stateless step, JAX's, carries exactly the tracked ones):
+        #: The seed states of the loss's, penalties' and augmentations' own seed generators, in a fixed order
+        #: (a component drawing random numbers, WGAN-GP's eps, must draw on where a resumed run stopped).
+        components = [(name, value) for component in (loss, *self.d_penalties, *self.g_penalties, *self.augmentations)
+                      for name, value in sorted(getattr(component, "__dict__", {}).items())]
+        self.component_seeds = [value.state for _, value in components if isinstance(value, keras.random.SeedGenerator)]
+        #: The components' other variables (a weight a callback may change between steps).
+        self.component_variables = [value for _, value in components if isinstance(value, keras.Variable)]
+        #: The schedules' learning-rate scales (lowered by a rollback), in network order.
+        self.schedule_scales = [self.schedules[net].scale for net in sorted(self.schedules)]
 
     def compile(
         self,
@@ -158,6 +169,7 @@ class GAN(keras.Model):
         self.g_optimizer = g_optimizer
         d_optimizer.build(self.discriminator.trainable_variables)
         g_optimizer.build(self.generator.trainable_variables)
+        self._attach_optimizers(d_optimizer, g_optimizer)
         self.built = True  # the networks hold their variables: under a strategy, Keras must not trace call() on data
 
     def get_compile_config(self) -> dict[str, Any]:
@@ -176,24 +188,15 @@ class GAN(keras.Model):
             steps_per_execution=config["steps_per_execution"],
         )
 
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        """Keras's hook before ``fit``: under a strategy it reduces a sample batch over the replicas.
-
-        MultiWorkerMirroredStrategy cannot reduce a dict (the pipeline's element under a strategy),
-        so on several workers this takes this worker's first replica's share instead; everything
-        is built in ``compile`` anyway, so only the batch's shapes could matter.
-        """
-        if iterator is not None and self.multi_worker:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda value: self.distribute_strategy.experimental_local_results(value)[0], next(batches))
-                break
-            iterator = None
-        super()._maybe_symbolic_build(iterator, data_batch)
-
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
+
+    @property
+    def step_variables(self) -> list[keras.Variable]:
+        """Every variable the step reads: both networks' (with BatchNorm's statistics and seed states), both
+        optimizers', the guard's, the EMA's and the metrics'."""
+        return [*self.variables, *self.d_optimizer.variables, *self.g_optimizer.variables]
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -215,9 +218,11 @@ class GAN(keras.Model):
         them, ``label`` and ``condition``, each ``n_critic`` slices stacked along the first axis; the noise
         ``n_critic + 1`` slices, or None when the engine draws it.
         """
+        if isinstance(data, tuple) and len(data) == 1 and isinstance(data[0], dict):  # a generator's (batch,)
+            data = data[0]
         if isinstance(data, dict) and "noise" in data:
             return _examples(data), data["noise"], data.get("noise_label")
-        if tf.distribute.get_replica_context().num_replicas_in_sync > 1:
+        if _backend.replicas_in_sync() > 1:
             raise ConfigError(
                 "under a tf.distribute strategy the data must carry the noise (ganframe.pipeline.make_dataset "
                 "with noise=gan.noise_spec and the strategy): the engine's mirrored seed generator would give every replica the same noise"
@@ -294,7 +299,27 @@ class GAN(keras.Model):
             loss += penalty.update_loss(update)
         return loss
 
-    def train_step(self, data: Any) -> dict[str, Any]:
+    def _update(self, network: str, examples: dict[str, Any], noise: Any, fake_labels: Any, step: Any
+                ) -> tuple[Any, dict[str, Any]]:
+        """One guarded update of ``network`` (``"discriminator"`` or ``"generator"``): its loss, and D's mean
+        logits on real and fake images (``d_real``, ``d_fake``) for the metrics."""
+        net = network[0]
+        penalties = self.d_penalties if net == "d" else self.g_penalties
+        optimizer = self.d_optimizer if net == "d" else self.g_optimizer
+        variables = (self.discriminator if net == "d" else self.generator).trainable_variables
+
+        def compute() -> tuple[Any, dict[str, Any]]:
+            update = self.forward(network, examples, noise, fake_labels, step)
+            logits = {"d_fake": keras.ops.mean(update.fake_logits)}
+            if update.real_logits is not None:
+                logits["d_real"] = keras.ops.mean(update.real_logits)
+            return self._loss(update, penalties), logits
+
+        statistics = self.updates.statistics((self.generator, self.discriminator))
+        return self.updates.apply(net, optimizer, compute, variables, statistics, step)
+
+    def _step(self, data: Any) -> dict[str, Any]:
+        """One train step: ``n_critic`` D updates, then G's (see the module's docstring); the metrics' means."""
         batch, noise_all, noise_labels_all = self._unpack(data)
         batch_size = batch["image"].shape[0] // self.n_critic
 
@@ -302,29 +327,16 @@ class GAN(keras.Model):
         for i in range(self.n_critic):
             examples = {key: values[i * batch_size:(i + 1) * batch_size] for key, values in batch.items()}
             noise, fake_labels = self._noise(batch_size, i, noise_all, noise_labels_all)
-            statistics = self.updates.statistics((self.generator, self.discriminator))
-            with tf.GradientTape() as tape:
-                d_update = self.forward("discriminator", examples, noise, fake_labels, step)
-                d_loss = self._loss(d_update, self.d_penalties)
-            self.updates.apply("d", self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables, statistics, step)
+            d_loss, logits = self._update("discriminator", examples, noise, fake_labels, step)
 
         noise, fake_labels = self._noise(batch_size, self.n_critic, noise_all, noise_labels_all)
-        statistics = self.updates.statistics((self.generator, self.discriminator))
-        with tf.GradientTape() as tape:
-            g_update = self.forward("generator", examples, noise, fake_labels, step)  # the last slice's examples
-            g_loss = self._loss(g_update, self.g_penalties)
-        self.updates.apply("g", self.g_optimizer, g_loss, tape, self.generator.trainable_variables, statistics, step)
+        g_loss, _ = self._update("generator", examples, noise, fake_labels, step)  # the last slice's examples
         if self.ema is not None:
             self.sampler.average.update()
 
-        values = {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "d_real": keras.ops.mean(d_update.real_logits),
-            "d_fake": keras.ops.mean(d_update.fake_logits),
-        }
+        values = {"d_loss": d_loss, "g_loss": g_loss, **logits}
         for name, value in values.items():
-            value = _mean_over_replicas(value)
+            value = _backend.mean_over_replicas(value)
             if self.updates.guard:  # a skipped update's NaN must not poison the running means either
                 finite = keras.ops.isfinite(value)
                 value = keras.ops.where(finite, value, keras.ops.zeros_like(value))
@@ -368,9 +380,3 @@ def _heads(outputs: dict[str, Any]) -> dict[str, Any]:
 def _examples(batch: dict[str, Any]) -> dict[str, Any]:
     """The real examples of a batch: ``image``, and ``label`` and ``condition`` where present."""
     return {key: batch[key] for key in ("image", "label", "condition") if batch.get(key) is not None}
-
-
-def _mean_over_replicas(value: Any) -> Any:
-    """``value``'s mean over the replicas (each holds the mean of its equal slice): the global batch's value."""
-    context = tf.distribute.get_replica_context()
-    return value if context.num_replicas_in_sync == 1 else context.all_reduce("MEAN", value)

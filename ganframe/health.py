@@ -38,8 +38,8 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from ganframe import backends
 from ganframe.config import HealthConfig
 from ganframe.contract import CallbackContext, DataSpec
 from ganframe.errors import GanframeError
@@ -285,7 +285,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self.last_step = self.model.global_step
         self.weights = self._weights()
         if self.measure is None:
-            self.measure = tf.function(self._measure)
+            self.measure = backends.current().compiled(self._measure, self.model.step_variables)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = self.model.global_step
@@ -306,15 +306,17 @@ class HealthMonitor(keras.callbacks.Callback):
         examples = {key: value for key, value in (("image", real), ("label", real_labels), ("condition", condition))
                     if value is not None}
         step = gan.g_optimizer.iterations.value
-        with tf.GradientTape(persistent=True) as tape:
-            d_update = gan.forward("discriminator", examples, noise, fake_labels, step, training=False)
-            g_update = gan.forward("generator", examples, noise, fake_labels, step, training=False)
-            d_loss = gan.adversarial_loss.update_loss(d_update)
-            g_loss = gan.adversarial_loss.update_loss(g_update)
-        d_norm = tf.linalg.global_norm(tape.gradient(d_loss, gan.discriminator.trainable_variables))
-        g_norm = tf.linalg.global_norm(tape.gradient(g_loss, gan.generator.trainable_variables))
-        del tape
-        return d_update.real_logits, d_update.fake_logits, d_update.fake, d_norm, g_norm
+        backend = backends.current()
+
+        def update(network: str) -> Any:
+            def compute() -> tuple[Any, Any]:
+                result = gan.forward(network, examples, noise, fake_labels, step, training=False)
+                return gan.adversarial_loss.update_loss(result), (result.real_logits, result.fake_logits, result.fake)
+            return backend.value_and_gradients(compute, getattr(gan, network).trainable_variables)
+
+        _, (real_logits, fake_logits, fake), d_grads = update("discriminator")
+        _, _, g_grads = update("generator")
+        return real_logits, fake_logits, fake, _global_norm(d_grads), _global_norm(g_grads)
 
     def measure_row(self, step: int) -> Row:
         """This probe's row: fresh noise seeded by the run's seed and the step, so a resumed run probes alike."""
@@ -392,3 +394,7 @@ class HealthMonitor(keras.callbacks.Callback):
         if self.json_path.exists():
             self.write_json()
 
+
+def _global_norm(gradients: Sequence[Any]) -> Any:
+    """The norm of all ``gradients`` as one vector (None entries, variables the loss does not reach, aside)."""
+    return keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(keras.ops.convert_to_tensor(grad))) for grad in gradients if grad is not None))

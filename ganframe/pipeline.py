@@ -5,7 +5,8 @@ Each element is one train step's batch as a dict: ``image`` holds ``n_critic`` s
 ``batch_size`` real images, ``label`` their class ids and ``condition`` their conditions when the
 data has them. Which example
 comes at which position is a pure function of (seed, epoch): epoch ``e`` is the permutation of
-the data set's indices seeded by ``(seed, e)`` (:func:`example_order`). A run resumed at step
+the data set's indices seeded by ``(seed, e)`` (:mod:`ganframe.order`, here :func:`example_order`), the
+order :mod:`ganframe.feed` reads in too, without TensorFlow. A run resumed at step
 N therefore starts reading at step N's examples directly, without reading the N steps before
 it, and sees exactly the batches an uninterrupted run sees.
 
@@ -30,13 +31,16 @@ uninterrupted run's (the noise does not), so a stream does not resume exactly.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from ganframe import order
 from ganframe.contract import DataSource, DataStream, ImageData
-from ganframe.errors import ConfigError, DataError
+from ganframe.errors import DataError
+from ganframe.order import check_step, stream_seed
+from ganframe.order import step_indices as step_indices  # where ganframe.run finds it
+from ganframe.sampling import NoiseSpec
 
 #: Batches read ahead of the step. A fixed few, not AUTOTUNE: tf.data's autotuner grows the buffer
 #: while the step waits for its first batches, and on a CPU machine the burst of reading ahead took
@@ -53,14 +57,6 @@ STREAM_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.err
                  tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError)
 
 
-@dataclass(frozen=True)
-class NoiseSpec:
-    """The noise the pipeline draws for G: ``latent_dim`` wide, with labels from ``num_classes`` when conditional."""
-
-    latent_dim: int
-    num_classes: int | None = None
-
-
 def size_of(data: Data, counted: bool = False) -> int | None:
     """The number of examples: a set's or a source's length, a stream's size (what its :meth:`~DataStream.count`
     finds, reading it if need be, when ``counted``), or None when unknown."""
@@ -72,33 +68,32 @@ def size_of(data: Data, counted: bool = False) -> int | None:
 def check_batch(data: Data, batch_size: int, n_critic: int = 1) -> None:
     """Refuse a step that needs more images than the data set holds (each step takes ``n_critic`` batches);
     a stream of unknown size passes."""
-    per_step, size = batch_size * n_critic, size_of(data)
-    if size is not None and size < per_step:
-        raise ConfigError(
-            f"batch_size × n_critic = {per_step} is larger than the data set ({size} images); "
-            f"lower batch_size to at most {size // n_critic}"
-        )
+    check_step(size_of(data), batch_size, n_critic)
 
 
 def example_order(size: int, seed: int, start: int = 0) -> tf.data.Dataset:
-    """The indices of a data set of ``size`` examples in training order, from position ``start`` on.
+    """The indices of a data set of ``size`` examples in training order (:mod:`ganframe.order`), from
+    position ``start`` on.
 
     Epoch ``e`` (positions ``e * size`` to ``(e + 1) * size - 1``) is a permutation of ``range(size)``
     seeded by ``(seed, e)``: every example once per epoch, a new order each epoch, and the example
     at any position known without drawing the ones before it, so starting at position 10**9 costs
-    what starting at 0 does (the skip within one epoch passes over indices only).
+    what starting at 0 does (one epoch drawn, cut at ``start``).
     """
     first_epoch, offset = divmod(start, size)
 
+    def epoch_from(index: np.int64) -> np.ndarray:
+        indices = order.epoch(size, seed, index)
+        return indices[offset:] if index == first_epoch else indices
+
     def epoch(index: tf.Tensor) -> tf.data.Dataset:
-        key = tf.stack([tf.constant(seed, tf.int64), index])
-        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
-            tf.range(size, dtype=tf.int64), seed=key))
+        indices = tf.numpy_function(epoch_from, [index], tf.int64, stateful=False)
+        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, (None,)))
 
     # Endless, and said so: a strategy treats a stream of unknown length as possibly ending in a
     # partial batch and drops the batch's static size, which the step needs.
     endless = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
-    return tf.data.Dataset.counter(first_epoch).flat_map(epoch).apply(endless).skip(offset)
+    return tf.data.Dataset.counter(first_epoch).flat_map(epoch).apply(endless)
 
 
 def make_dataset(data: Data, batch_size: int, *, n_critic: int = 1, seed: int = 0,
@@ -164,11 +159,6 @@ def _in_memory(data: Data, examples: tf.data.Dataset) -> ImageData:
     return ImageData(images, labels, data.spec, data.name, conditions)
 
 
-def step_indices(size: int, seed: int, per_step: int, step: int, steps: int) -> np.ndarray:
-    """The indices of the examples that steps ``step`` to ``step + steps - 1`` train on."""
-    return np.fromiter(example_order(size, seed, step * per_step).take(steps * per_step).as_numpy_iterator(), np.int64)
-
-
 def unreadable_error(source: DataSource, indices: np.ndarray, error: tf.errors.OpError, where: str = "") -> DataError:
     """The error for a read of ``indices`` that failed with ``error``: which example it was (each is
     read again on its own to find it), TensorFlow's reason, and what to do."""
@@ -196,12 +186,6 @@ def _read_error(data: DataSource | DataStream, what: str, where: str, error: tf.
         f"data set {data.name!r}: cannot read {what}{where} ({_reason(error)}); delete or replace it, or skip unreadable "
         "examples with the data option unreadable = \"skip\" where the data set has one"
     )
-
-
-def stream_seed(seed: int, start_step: int) -> int:
-    """The shuffle seed of a stream read from ``start_step`` on: the same start, the same order; another start
-    (a resume), another order."""
-    return int(np.random.default_rng([seed, start_step]).integers(2**31))
 
 
 def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: int, start_step: int,
@@ -284,7 +268,8 @@ def _read_each(source: DataSource, elements: tf.data.Dataset, skip_unreadable: b
 
 def in_range(image: tf.Tensor, value_range: tuple[float, float]) -> tf.Tensor:
     """A uint8 ``image`` (0..255) as float32 in ``value_range``; a float image passes as it is. The one
-    mapping from bytes to the data's values, so that a condition made from bytes matches its image."""
+    mapping from bytes to the data's values in TensorFlow, so that a condition made from bytes matches its
+    image; :func:`ganframe.contract.in_range` is its numpy twin, bit for bit (tests/test_pipeline.py)."""
     if image.dtype != tf.uint8:
         return image
     low, high = value_range

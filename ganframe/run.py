@@ -48,7 +48,10 @@ from ganframe.checkpoints import (
 )
 from ganframe.config import (RunConfig, apply_overrides, check_components, check_run_dir, config_to_toml, read_toml,
                              validate_config)
-from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, DataStream, Penalty
+from ganframe import feed
+from ganframe.backends import check_backend
+from ganframe.contract import (AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, DataStream, ImageData,
+                               Penalty)
 from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
 from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
@@ -81,7 +84,7 @@ SAMPLE_CONDITIONS = 256
 
 #: Settings a resumed run may change: they do not touch what the checkpoints hold or how steps are computed.
 RESUMABLE = ("steps", "epochs", "max_time", "callbacks", "metrics", "evaluation", "health", "divergence", "jit_compile",
-             "steps_per_execution", "strategy", "data_dir", "out")
+             "steps_per_execution", "strategy", "data_dir", "out", "backend")
 
 
 @dataclass
@@ -177,6 +180,8 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             if not isinstance(penalty, Penalty):
                 raise ConfigError(f"penalties: {name!r} is not a penalty (use it as `loss` instead)")
         augmentations = [registry.build("augmentation", n, o, spec) for n, o in config.augmentations.items()]
+        # D's optimizer updates n_critic times per step; its schedule still follows the train step.
+        rates = {"d": learning_rate(config.d_optimizer, config.n_critic), "g": learning_rate(config.g_optimizer, 1)}
         gan = GAN(
             networks,
             loss,
@@ -187,10 +192,8 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
             seed=config.seed,
             guard=config.divergence.enabled,
             ema=config.ema,
+            schedules={net: rate for net, rate in rates.items() if isinstance(rate, StepSchedule)},
         )
-        # D's optimizer updates n_critic times per step; its schedule still follows the train step.
-        rates = {"d": learning_rate(config.d_optimizer, config.n_critic), "g": learning_rate(config.g_optimizer, 1)}
-        gan.schedules = {net: rate for net, rate in rates.items() if isinstance(rate, StepSchedule)}
         gan.compile(
             _optimizer(config.d_optimizer, rates["d"]),
             _optimizer(config.g_optimizer, rates["g"]),
@@ -201,6 +204,18 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
                               registry.describe("loss", config.loss),
                               [(registry.describe("loss", name), penalty) for name, penalty in zip(config.penalties, penalties)])
     return gan
+
+
+def _on_this_backend(config: RunConfig) -> RunConfig:
+    """``config`` with its ``backend`` set to the one Keras runs on here; refuses another, and what only
+    TensorFlow offers (a ``tf.distribute`` strategy) on JAX."""
+    if config.backend is not None:
+        check_backend(config.backend)
+    backend = keras.backend.backend()
+    if backend == "jax" and config.strategy != "default":
+        raise ConfigError(f"config 'strategy': got {config.strategy!r}; strategies are tf.distribute's and need the "
+                          "tensorflow backend: on jax, training runs on one device (strategy \"default\")")
+    return config.model_copy(update={"backend": backend})
 
 
 def _optimizer(config: Any, rate: float | StepSchedule) -> keras.optimizers.Optimizer:
@@ -301,7 +316,8 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry, rollbacks: 
     }
     return {
         "ganframe": __version__,
-        "tensorflow": tf.__version__,
+        "backend": keras.backend.backend(),
+        **{name: sys.modules[name].__version__ for name in ("tensorflow", "jax") if name in sys.modules},
         "keras": keras.__version__,
         "python": platform.python_version(),
         "plugins": plugins,
@@ -385,6 +401,7 @@ def train(
         overrides = dict(config or {})
         if output_range is not None:  # refused below unless it is the range the run recorded
             overrides["arch_options.output_range"] = [float(value) for value in output_range]
+        overrides.setdefault("backend", keras.backend.backend())  # a run trained on one backend resumes on another
         config = validate_config(apply_overrides(saved.model_dump(exclude_none=True), overrides), registry)
         _check_resumable(run_dir, saved, config)
     else:
@@ -398,6 +415,7 @@ def train(
     if models is not None:
         check_python_settings(config)
     check_components(config, registry)
+    config = _on_this_backend(config)
 
     keras.utils.set_random_seed(config.seed)
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
@@ -509,8 +527,12 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
     initial = state_arrays(gan) if policy.enabled and policy.max_rollbacks else None
     while True:
         start = gan.global_step
-        dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start,
-                               noise=gan.noise_spec, strategy=get_strategy(config.strategy))
+        if keras.backend.backend() == "jax" and isinstance(data, ImageData):  # numpy batches, the same order
+            batches = feed.batches(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
+            dataset = ((batch,) for batch in batches)  # Keras takes a generator's elements as (inputs,) tuples
+        else:
+            dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed,
+                                   start_step=start, noise=gan.noise_spec, strategy=get_strategy(config.strategy))
         try:
             return gan.fit(
                 dataset,

@@ -9,6 +9,7 @@ generator's exponential moving average (:class:`MovingAverage`), whose weights s
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import keras
@@ -17,6 +18,15 @@ import numpy as np
 from ganframe.contract import Networks
 from ganframe.errors import ConfigError
 from ganframe.images import translation_grid
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """The noise an input pipeline draws for G (under a strategy, see :mod:`ganframe.pipeline`): ``latent_dim``
+    wide, with labels from ``num_classes`` when conditional."""
+
+    latent_dim: int
+    num_classes: int | None = None
 
 
 def network_inputs(*inputs: tuple[Any, bool]) -> Any:

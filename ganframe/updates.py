@@ -17,13 +17,16 @@ scale is already 1. Both scales are checkpointed with the guard's counters.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
-import tensorflow as tf
+
+from ganframe import backends
 
 #: float16 loss scaling (Keras's LossScaleOptimizer defaults): the first scale, and the finite updates in a row that double it.
 LOSS_SCALE_START, LOSS_SCALE_GROWTH = 2.0**15, 2000
+#: The counters' dtype: int64, but int32 on JAX, whose arrays are 32-bit unless x64 is switched on process-wide.
+COUNTS = "int32" if keras.backend.backend() == "jax" else "int64"
 
 
 class GuardedUpdates:
@@ -36,9 +39,9 @@ class GuardedUpdates:
         # also the loss scale and the finite updates since it last changed. Variables (not Python
         # numbers), so they count inside compiled calls, across steps_per_execution, and travel in
         # checkpoints (group "guard").
-        bookkeeping = [("skipped", 0, "int64"), ("bad_loss", 0.0, "float32"), ("bad_step", -1, "int64")]
+        bookkeeping = [("skipped", 0, COUNTS), ("bad_loss", 0.0, "float32"), ("bad_step", -1, COUNTS)]
         if loss_scaling:
-            bookkeeping += [("loss_scale", LOSS_SCALE_START, "float32"), ("scale_streak", 0, "int64")]
+            bookkeeping += [("loss_scale", LOSS_SCALE_START, "float32"), ("scale_streak", 0, COUNTS)]
         self.state = {
             f"{net}_{what}": keras.Variable(init, dtype=dtype, trainable=False, name=f"{net}_{what}")
             for net in ("d", "g")
@@ -52,15 +55,16 @@ class GuardedUpdates:
         if not (self.guard or self.loss_scaling):
             return []
         return [
-            (variable, tf.identity(variable.value))
+            (variable, backends.current().snapshot(variable.value))
             for network in networks
             for variable in network.non_trainable_variables
             if "float" in str(variable.dtype)  # not the dropout seed states
         ]
 
-    def apply(self, net: str, optimizer: keras.optimizers.Optimizer, loss: Any, tape: tf.GradientTape,
-              variables: list[Any], statistics: list[tuple[Any, Any]], step: Any) -> None:
-        """Apply the gradients of ``loss``, or, with the guard on and anything non-finite, skip them.
+    def apply(self, net: str, optimizer: keras.optimizers.Optimizer, compute: Callable[[], tuple[Any, Any]],
+              variables: list[Any], statistics: list[tuple[Any, Any]], step: Any) -> tuple[Any, Any]:
+        """Apply the gradients of ``compute()``'s loss, or, with the guard on and anything non-finite, skip them;
+        return ``compute()``'s (loss, aux).
 
         A skipped update leaves weights, optimizer slots and the moving ``statistics`` as they
         were before it, and still advances ``optimizer.iterations`` (the step count, and so the
@@ -74,27 +78,27 @@ class GuardedUpdates:
         (:func:`_writes_only_if`), which XLA fuses into the update's own kernels; a conditional
         around the update (Keras's LossScaleOptimizer's way) made XLA copy every weight and
         slot, about 15% of the dense GAN's step. Under a strategy the replicas must take the
-        same branch and the update synchronizes them: the choice is made once in cross-replica
-        context with a conditional, as LossScaleOptimizer does there, skipping when any replica
-        saw a non-finite value.
+        same branch and the update synchronizes them (the backend's ``apply_across_replicas``),
+        skipping when any replica saw a non-finite value.
         """
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        scale = None if replicas == 1 else keras.ops.cast(1 / replicas, loss.dtype)
+        backend = backends.current()
+        replicas = backend.replicas_in_sync()
+        scale = None if replicas == 1 else keras.ops.cast(1 / replicas, "float32")
         loss_scale = None
         if self.loss_scaling:  # d(loss × loss_scale), then ÷ loss_scale
-            loss_scale = tf.identity(self.state[f"{net}_loss_scale"].value)
+            loss_scale = backend.snapshot(self.state[f"{net}_loss_scale"].value)
             scale = loss_scale if scale is None else scale * loss_scale
-        grads = tape.gradient(loss, variables, output_gradients=scale)
+        loss, aux, grads = backend.value_and_gradients(compute, variables, scale)
         if loss_scale is not None:
             grads = [None if grad is None else keras.ops.divide(grad, loss_scale) for grad in grads]
         elif not self.guard:
             optimizer.apply_gradients(zip(grads, variables))
-            return
+            return loss, aux
         finite = _all_finite([loss, *grads])
         targets = [variable for variable, _ in statistics]
         saved = [value for _, value in statistics]
 
-        if not tf.distribute.has_strategy():
+        if not backend.has_strategy():
             counted = keras.ops.logical_not(finite) if loss_scale is None else self._rescale(net, finite, loss)
             if self.guard:
                 self._count_skip(net, counted, loss, step)
@@ -102,7 +106,7 @@ class GuardedUpdates:
                 optimizer.apply_gradients(zip(grads, variables))
             for variable, value in zip(targets, saved):
                 variable.assign(keras.ops.where(finite, variable.value, value))
-            return
+            return loss, aux
 
         def apply(grads: list[Any]) -> None:
             if loss_scale is not None:
@@ -117,18 +121,8 @@ class GuardedUpdates:
             for variable, value in zip(targets, saved):
                 variable.assign(value)
 
-        def choose(strategy: tf.distribute.Strategy, bad: Any, grads: list[Any], loss: Any, saved: list[Any]) -> None:
-            run = strategy.extended.call_for_each_replica
-            keras.ops.cond(
-                strategy.reduce("SUM", bad, axis=None) == 0,
-                lambda: run(apply, args=(grads,)),
-                lambda: run(skip, args=(strategy.reduce("MEAN", loss, axis=None), saved)),
-            )
-
-        bad = keras.ops.cast(keras.ops.logical_not(finite), "float32")
-        tf.distribute.get_replica_context().merge_call(
-            choose, args=(bad, grads, keras.ops.cast(keras.ops.mean(loss), "float32"), saved)
-        )
+        backend.apply_across_replicas(finite, loss, apply, (grads,), skip, (saved,))
+        return loss, aux
 
     def _rescale(self, net: str, finite: Any, loss: Any) -> Any:
         """Move ``net``'s float16 loss scale after an update (``finite``: it was applied); True where the
@@ -150,7 +144,7 @@ class GuardedUpdates:
         """Record a skipped update of ``net`` (where ``skipped``): the count, its loss and its step (1-based)."""
         state = self.state
         bad_loss = keras.ops.cast(keras.ops.mean(loss), "float32")
-        step = keras.ops.cast(step, "int64") + 1
+        step = keras.ops.cast(step, COUNTS) + 1
         state[f"{net}_bad_loss"].assign(keras.ops.where(skipped, bad_loss, state[f"{net}_bad_loss"].value))
         state[f"{net}_bad_step"].assign(keras.ops.where(skipped, step, state[f"{net}_bad_step"].value))
         state[f"{net}_skipped"].assign_add(keras.ops.cast(skipped, state[f"{net}_skipped"].dtype))
@@ -180,7 +174,7 @@ def _writes_only_if(optimizer: keras.optimizers.Optimizer, condition: Any) -> It
     cls = type(optimizer)
 
     def dense(value: Any) -> Any:
-        return tf.convert_to_tensor(value)  # an IndexedSlices gradient (embeddings) becomes a dense update
+        return keras.ops.convert_to_tensor(value)  # an IndexedSlices gradient (embeddings) becomes a dense update
 
     def assign(variable: Any, value: Any) -> None:
         cls.assign(optimizer, variable, keras.ops.where(condition, dense(value), variable))

@@ -83,6 +83,7 @@ def test_without_ema_nothing_changes(tmp_path):
     np.testing.assert_array_equal(run.generate(3, seed=0), run.generator(noise, training=False))
 
 
+@pytest.mark.backends
 def test_resume_continues_the_average_exactly(tmp_path):
     compiled = {"steps": 8, "jit_compile": True, "ema": DECAY}
     whole = ganframe.train(tiny_config(tmp_path / "whole", **compiled), progress=False)

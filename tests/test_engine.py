@@ -19,6 +19,7 @@ from ganframe import get_registry
 from tinyrun import SPEC, TINY, assert_same_state, tiny_config, training_state
 
 
+@pytest.mark.backends
 def test_seeded_runs_are_reproducible(tmp_path):
     first = ganframe.train(tiny_config(tmp_path / "a"), progress=False)
     second = ganframe.train(tiny_config(tmp_path / "b"), progress=False)
@@ -35,6 +36,7 @@ SCHEDULED = {"d_optimizer": {"learning_rate": 1e-3, "schedule": "cosine", "warmu
 
 #: Two seeds, each on one path (XLA, the path production uses, compiles for a minute on 2 busy cores; with
 #: schedules and a penalty on); with dropout, so that the dropout layers' seed states must travel in the checkpoint too.
+@pytest.mark.backends
 @pytest.mark.parametrize(("seed", "jit", "extra"), [(3, True, SCHEDULED), (4, False, {})], ids=["xla-scheduled", "graph"])
 def test_resume_continues_exactly_where_it_stopped(tmp_path, seed, jit, extra):
     config = {"steps": 8, "seed": seed, "jit_compile": jit, "arch_options": {**TINY, "dropout": 0.3}, **extra}
@@ -52,6 +54,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, seed, jit, extra):
     assert steps == [2, 4, 6, 8]
 
 
+@pytest.mark.backends
 def test_load_run_generate_and_export(tmp_path):
     run = ganframe.train(tiny_config(tmp_path), progress=False)
     loaded = ganframe.load_run(run.path)
@@ -83,6 +86,7 @@ def test_architecture_and_data_ranges_must_match(tmp_path):
     assert not (tmp_path / "run").exists(), "a refused run must leave nothing behind"
 
 
+@pytest.mark.backends
 def test_n_critic_counts_its_d_updates_in_d_optimizer_and_steps_in_g_updates(tmp_path):
     """Which real slice each update sees is test_step.py's (the equality with n_critic = 2, and its mutant)."""
     run = ganframe.train(tiny_config(tmp_path, n_critic=3, steps=4), progress=False)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import ganframe
+from tinyrun import COMPILE
 from judges import (
     KNOWN_SAMPLE_SETS,
     MIN_CLASS_ACCURACY,
@@ -79,6 +80,7 @@ def test_criterion_on_known_sample_sets(judge: Judge, name: str) -> None:
 # -- ganframe learns ----------------------------------------------------------------------------
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 def test_ganframe_covers_the_digit_classes(judge: Judge, tmp_path) -> None:
     run = ganframe.train(
@@ -100,9 +102,9 @@ def test_ganframe_covers_the_digit_classes(judge: Judge, tmp_path) -> None:
     assert not verdict.failures, f"ganframe after {STEPS} steps: {verdict.failures}; {verdict}"
 
 
-#: The other adversarial losses on the same networks, data and criterion. Without XLA: compiling
-#: costs 10-40 s per run on two CPU cores, more than these small networks gain from it (the
-#: compiled step learns in the test above, and the engine tests check both paths agree).
+#: The other adversarial losses on the same networks, data and criterion. Without XLA on TensorFlow:
+#: compiling costs 10-40 s per run on two CPU cores, more than these small networks gain from it (the
+#: compiled step learns in the test above, and the engine tests check both paths agree); compiled on JAX.
 #: WGAN-GP keeps the paper's optimizers (Adam 1e-4, beta = (0, 0.9)) and lambda = 10 but 2 critic
 #: steps instead of 5: it learns as well, at less than half the cost.
 PAPER_WGAN_OPTIMIZER = {"learning_rate": 1e-4, "beta_1": 0.0, "beta_2": 0.9}
@@ -135,9 +137,10 @@ LOSS_STEPS = 750
 
 def dense_config(**changes: Any) -> dict[str, Any]:
     return {"arch": "dense", "arch_options": ARCH_OPTIONS, "data": "digits", "batch_size": BATCH_SIZE,
-            "seed": SEED, "jit_compile": False, **changes}
+            "seed": SEED, "jit_compile": COMPILE, **changes}
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", list(LOSS_RUNS))
 def test_each_loss_covers_the_digit_classes(judge: Judge, tmp_path, loss: str) -> None:
@@ -162,6 +165,7 @@ CONDITIONAL_EMA = 0.99
 CONDITIONAL_OPTIONS = {**ARCH_OPTIONS, "conditional": True}
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 def test_conditional_dense_generates_the_class_asked_for(judge: Judge, tmp_path) -> None:
     run = train(dense_config(arch_options=CONDITIONAL_OPTIONS, steps=CONDITIONAL_STEPS, ema=CONDITIONAL_EMA), tmp_path)
@@ -183,6 +187,7 @@ ACGAN_OPTIONS = {**ARCH_OPTIONS, "auxiliary_classifier": True}
 ACGAN_TERMS = {"classification": {}}
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 def test_acgan_dense_generates_the_class_asked_for(judge: Judge, tmp_path) -> None:
     run = train(dense_config(arch_options=ACGAN_OPTIONS, penalties=ACGAN_TERMS, steps=ACGAN_STEPS,

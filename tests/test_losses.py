@@ -339,6 +339,7 @@ def test_wgan_gp_compiles_with_xla(tmp_path):
 
 
 
+@pytest.mark.backends
 def test_wgan_gp_resumes_exactly_with_the_penalty_s_own_random_state(tmp_path):
     """The penalty draws eps from a seed generator of its own: a checkpoint must carry it, or a
     resumed run mixes real and fake images with other weights than an uninterrupted one."""

@@ -106,6 +106,7 @@ def _all_finite(gan) -> bool:
 
 # -- the guard inside the step -----------------------------------------------------------
 
+@pytest.mark.backends
 def test_a_non_finite_step_changes_no_weight_under_xla_and_is_counted(registry, tmp_path):
     config = RunConfig(arch="dense", arch_options=TINY, data="digits", seed=5, jit_compile=True,
                        penalties={"poison_d": {}, "poison_g": {}}, divergence={"enabled": True})

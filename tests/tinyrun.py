@@ -5,6 +5,7 @@ Importable from tests because pyproject's pytest settings put ``tests/`` on ``py
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ import ganframe
 from ganframe import DataSpec, Networks
 
 SPEC = DataSpec((8, 8, 1))  # scikit-learn's digits
+#: Whether the test runs compile their step: on TensorFlow XLA costs seconds to compile a tiny model (the
+#: compiled path has its own tests); on JAX, compiling takes about a second and its eager mode is the slow one.
+COMPILE = os.environ.get("KERAS_BACKEND", "tensorflow") == "jax"
 TINY = {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
 
 
@@ -27,7 +31,7 @@ def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
         "batch_size": 32,
         "steps": 6,
         "seed": 3,
-        "jit_compile": False,  # XLA costs seconds to compile a tiny model; the compiled path has its own tests
+        "jit_compile": COMPILE,
         "out": str(tmp_path / "run"),
         "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 3}, "metrics": {"every": 2}},
     }
