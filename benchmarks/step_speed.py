@@ -1,6 +1,7 @@
 """Train-step speed: ganframe against a hand-written XLA step and the classic seed loop.
 
-One process, identical networks (the same initial weights, copied into each loop)
+One process on one Keras backend (``--backend tensorflow|jax``, default ``$KERAS_BACKEND``,
+else tensorflow), identical networks (the same initial weights, copied into each loop)
 and the same data; each loop is warmed up (traced, XLA-compiled) and then timed in
 interleaved rounds of ``--steps`` steps. Loops:
 
@@ -11,11 +12,18 @@ interleaved rounds of ``--steps`` steps. Loops:
     ``generator.predict``, ``discriminator.train_on_batch(real+fake)``,
     ``gan.train_on_batch(noise, ones)``. The script checks that both networks'
     weights change while it is timed, and fails if not.
+    TensorFlow only: on JAX, ``train_on_batch`` reads the trainable variables at each call,
+    so after ``trainable = False`` D's own ``train_on_batch`` has none to update (and fails).
 ``handwritten``
-    A ``tf.function(jit_compile=True)`` GradientTape step with ganframe's algorithm
-    (one D update on a real batch and fresh noise, one G update on fresh noise against
-    the updated D; non-saturating loss on logits; Adam 2e-4, beta_1 0.5 per network),
-    fed by ``ganframe.pipeline.make_dataset`` iterated in Python.
+    ganframe's algorithm (one D update on a real batch and fresh noise, one G update on
+    fresh noise against the updated D; non-saturating loss on logits; Adam 2e-4, beta_1
+    0.5 per network) written by hand for the backend. TensorFlow: a
+    ``tf.function(jit_compile=True)`` GradientTape step, fed by
+    ``ganframe.pipeline.make_dataset`` iterated in Python. JAX: a pure function of the
+    state (both networks' variable values, both optimizers', a PRNG key) built from
+    ``stateless_call``, ``jax.value_and_grad`` and ``stateless_apply`` under ``jax.jit``
+    with the state donated, fed by ``ganframe.feed.batches``; each round reads the state
+    from the Keras variables and writes it back at its end, as ``fit`` does.
 ``ganframe``
     ``ganframe.run.build_gan(RunConfig(...))`` driven by ``gan.fit(dataset, epochs=1,
     steps_per_epoch=N, verbose=0)``: what ``ganframe.train`` does, callbacks aside.
@@ -28,21 +36,26 @@ interleaved rounds of ``--steps`` steps. Loops:
     pays it once, not every round.
 
 Every loop pays its own per-round setup inside the timing: ``fit`` creates a fresh
-data iterator per call, so the hand-written loop does the same each round.
+data iterator per call, so the hand-written loop does the same each round. The input is
+the backend's, as ``ganframe.train`` feeds it: ``tf.data`` on TensorFlow; on JAX numpy
+batches from ``ganframe.feed.batches``, handed to ``fit`` as a generator of ``(batch,)``
+tuples.
 
 ``--data synthetic`` replaces MNIST by a pool of random batches of MNIST shape (or of
 side ``--image-size``), fed without shuffling or per-image batching
-(``from_tensor_slices(pool).repeat()``; the seed loop cycles through the same numpy
-batches); comparing it with ``--data mnist`` shows what the input pipeline costs. It
-needs no files.
+(``from_tensor_slices(pool).repeat()`` on TensorFlow, the numpy batches cycled on JAX;
+the seed loop cycles through the same numpy batches); comparing it with ``--data mnist``
+shows what the input pipeline costs. It needs no files.
 
 The FLOP-bound ceiling puts the speeds in proportion to the machine: the FLOPs of one
 train step (:func:`train_step_flops`) against the rate of a large XLA float32 matmul timed
-in the same process (:func:`matmul_timer`: the fastest of 3 runs before the loops and one
-after each round), as steps/s no loop could beat, and each loop's fraction of it.
+in the same process, on the same backend (:func:`matmul_timer`: the fastest of 3 runs
+before the loops and one after each round), as steps/s no loop could beat, and each
+loop's fraction of it.
 
     python benchmarks/step_speed.py --data-dir ../shared/datasets/mnist --rounds 5 --steps 200
     python benchmarks/step_speed.py --data synthetic --quick
+    python benchmarks/step_speed.py --backend jax --data synthetic --quick
 """
 
 from __future__ import annotations
@@ -59,16 +72,24 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: The lead's targets, printed with the results (medians of steps/s).
+#: The speed targets, printed with the results (medians of steps/s).
 TARGETS = {"ganframe/handwritten": 0.95, "ganframe/seed": 2.3}
+
+#: The Keras backends the script runs on.
+BACKENDS = ("tensorflow", "jax")
+#: The loops timed unless --loops names others (those the backend has).
+DEFAULT_LOOPS = ("seed", "handwritten", "ganframe", "ganframe+callbacks")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the Keras backend to run on (default: $KERAS_BACKEND, else tensorflow); "
+                             "set before Keras is imported")
     parser.add_argument("--data", choices=("mnist", "synthetic"), default="mnist",
                         help="mnist (needs --data-dir or GANFRAME_DATA_DIR) or synthetic random batches of MNIST shape")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -83,20 +104,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--steps", type=int, default=200, help="steps per loop per round (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per loop before timing (default 10)")
-    parser.add_argument("--loops", default="seed,handwritten,ganframe,ganframe+callbacks",
-                        help="comma-separated subset of: seed, handwritten, ganframe, ganframe+callbacks, ganframe-unguarded")
+    parser.add_argument("--loops", default=None,
+                        help="comma-separated subset of: seed (tensorflow only), handwritten, ganframe, "
+                             "ganframe+callbacks, ganframe-unguarded "
+                             f"(default: those of {', '.join(DEFAULT_LOOPS)} the backend has)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the networks' initial weights and the data order")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (< 90 s on 2 cores): 2 rounds of 5 steps after 2 warm-up steps; "
                              "ganframe+callbacks reuses ganframe's compiled GAN")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    args.backend = args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if args.backend not in BACKENDS:
+        parser.error(f"KERAS_BACKEND is {args.backend!r}; the script runs on {' or '.join(BACKENDS)} (--backend)")
+    keras = sys.modules.get("keras")  # Keras fixes its backend when first imported: set it before that
+    if keras is not None and keras.backend.backend() != args.backend:
+        parser.error(f"--backend {args.backend}: Keras was already imported on the {keras.backend.backend()!r} backend "
+                     "in this process")
+    os.environ["KERAS_BACKEND"] = args.backend
     if args.quick:
         args.rounds, args.steps, args.warmup = 2, 5, 2
-    args.loops = list(dict.fromkeys(name.strip() for name in args.loops.split(",") if name.strip()))
+    if args.loops is None:
+        args.loops = [name for name in DEFAULT_LOOPS if args.backend in LOOPS[name]]
+    else:
+        args.loops = list(dict.fromkeys(name.strip() for name in args.loops.split(",") if name.strip()))
     unknown = set(args.loops) - set(LOOPS)
     if unknown:
         parser.error(f"unknown loop(s) {', '.join(sorted(unknown))}; choose from {', '.join(LOOPS)}")
+    elsewhere = [name for name in args.loops if args.backend not in LOOPS[name]]
+    if elsewhere:
+        parser.error(f"loop(s) {', '.join(elsewhere)} run on {' or '.join(sorted({b for n in elsewhere for b in LOOPS[n]}))} "
+                     f"only, not on {args.backend}; drop them from --loops")
     if min(args.rounds, args.steps, args.batch_size, args.steps_per_execution) < 1 or args.warmup < 1:
         parser.error("--rounds, --steps, --batch-size, --warmup and --steps-per-execution must be at least 1")
     if args.steps % args.steps_per_execution or args.warmup % args.steps_per_execution:
@@ -173,28 +211,40 @@ def train_step_flops(generator: Any, discriminator: Any, batch: int, n_critic: i
 
 
 def matmul_timer(size: int = 1024, chain: int = 8) -> Callable[[], float]:
-    """A timer of ``chain`` XLA float32 ``size``² matmuls in a row (compiled here, all threads);
-    each call runs them once and returns their GFLOP/s.
+    """A timer of ``chain`` XLA float32 ``size``² matmuls in a row (compiled here, all threads, on
+    Keras's backend: ``tf.function(jit_compile=True)`` or ``jax.jit``); each call runs them once,
+    waits for the result as a numpy array and returns their GFLOP/s.
 
     Callers take the fastest of many calls spread over the benchmark: on a shared machine the
     rate of a moment can be half the machine's, and the ceiling is what the machine can do.
     """
-    import tensorflow as tf
+    import keras
+    import numpy as np
 
-    x = tf.random.normal((size, size))
-    w = tf.random.normal((size, size)) / size**0.5  # keeps the chain's values of unit scale
+    if keras.backend.backend() == "jax":
+        import jax
 
-    @tf.function(jit_compile=True)
-    def run(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        x_key, w_key = jax.random.split(jax.random.key(0))
+        x, w = jax.random.normal(x_key, (size, size)), jax.random.normal(w_key, (size, size))
+        compile_, matmul = jax.jit, jax.numpy.matmul
+    else:
+        import tensorflow as tf
+
+        x, w = tf.random.normal((size, size)), tf.random.normal((size, size))
+        compile_, matmul = (lambda fn: tf.function(fn, jit_compile=True)), tf.matmul
+    w = w / size**0.5  # keeps the chain's values of unit scale
+
+    @compile_
+    def run(x: Any, w: Any) -> Any:
         for _ in range(chain):
-            x = tf.matmul(x, w)
+            x = matmul(x, w)
         return x
 
-    run(x, w).numpy()  # compile
+    np.asarray(run(x, w))  # compile
 
     def timed() -> float:
         start = time.perf_counter()
-        run(x, w).numpy()
+        np.asarray(run(x, w))
         return 2 * size**3 * chain / (time.perf_counter() - start) / 1e9
 
     return timed
@@ -217,36 +267,54 @@ def flop_ceiling(networks: Any, batch: int, n_critic: int, matmul_rate: float) -
 
 @dataclass
 class Data:
-    """What every loop trains on: the images (numpy) and the tf.data stream ganframe would use."""
+    """What every loop trains on: the images (numpy) and the stream of batches ganframe would use."""
 
     images: Any  # float32 (N, H, W, C): the data set (mnist) or the pool of batches, flattened (synthetic)
     spec: Any  # ganframe.DataSpec
-    dataset: Any  # tf.data.Dataset of (batch, H, W, C) float32 images, with labels for labelled data
+    fresh: Callable[[], Iterator[Any]]  # a new endless iterator of batches from the first, as each fit call reads
     next_real: Callable[[], Any]  # the seed loop's real batch, a numpy array
     description: str
+    #: TensorFlow: the tf.data.Dataset of (batch, H, W, C) float32 images (with labels for labelled data)
+    #: that fit takes; None on JAX, where the batches are dicts of numpy arrays (the images under "image").
+    dataset: Any = None
+
+    def fit_input(self) -> Any:
+        """What one ``fit`` call takes: the tf.data.Dataset (``fit`` iterates it afresh), or on JAX a new generator
+        of ``(batch,)`` tuples, as ``ganframe.train`` hands its batches over (Keras reads a tuple as (inputs,))."""
+        return self.dataset if self.dataset is not None else ((batch,) for batch in self.fresh())
 
 
 def load_data(args: argparse.Namespace) -> Data:
+    import itertools
+
+    import keras
     import numpy as np
-    import tensorflow as tf
 
     import ganframe
-    from ganframe.pipeline import make_dataset
 
     batch = args.batch_size
     rng = np.random.default_rng(args.seed)
+    on_tf = keras.backend.backend() == "tensorflow"
+    if on_tf:
+        import tensorflow as tf
+
+        from ganframe.pipeline import make_dataset
     if args.data == "synthetic":
         pool_batches, side = 4 if args.quick else 32, args.image_size
         pool = rng.random((pool_batches, batch, side, side, 1), dtype=np.float32)
         spec = ganframe.DataSpec((side, side, 1), (0.0, 1.0), None)
-        dataset = tf.data.Dataset.from_tensor_slices(pool).repeat().prefetch(tf.data.AUTOTUNE)
         cursor = iter(range(10**12))
 
         def next_real() -> Any:
             return pool[next(cursor) % pool_batches]
 
-        return Data(pool.reshape(-1, side, side, 1), spec, dataset, next_real,
-                    f"synthetic: {pool_batches} random batches of {batch}x{side}x{side}x1, no shuffle")
+        description = f"synthetic: {pool_batches} random batches of {batch}x{side}x{side}x1, no shuffle"
+        if on_tf:
+            dataset = tf.data.Dataset.from_tensor_slices(pool).repeat().prefetch(tf.data.AUTOTUNE)
+            return Data(pool.reshape(-1, side, side, 1), spec, lambda: iter(dataset), next_real, description, dataset)
+        # Batch dicts, as ganframe.feed gives them (ganframe's step reads a generator's 1-tuple of a dict).
+        return Data(pool.reshape(-1, side, side, 1), spec, lambda: ({"image": b} for b in itertools.cycle(pool)),
+                    next_real, description + " (numpy batches cycled)")
 
     data_dir = args.data_dir or (Path(os.environ["GANFRAME_DATA_DIR"]) if os.environ.get("GANFRAME_DATA_DIR") else None)
     registry = ganframe.get_registry()
@@ -256,8 +324,15 @@ def load_data(args: argparse.Namespace) -> Data:
     def next_real() -> Any:  # the seed's X_train[np.random.randint(0, N, batch_size)]
         return images[rng.integers(0, len(images), batch)]
 
-    return Data(images, data.spec, make_dataset(data, batch, seed=args.seed), next_real,
-                f"mnist: {len(images)} images via ganframe.pipeline.make_dataset (shuffle, batch, prefetch)")
+    if on_tf:
+        dataset = make_dataset(data, batch, seed=args.seed)
+        return Data(images, data.spec, lambda: iter(dataset), next_real,
+                    f"mnist: {len(images)} images via ganframe.pipeline.make_dataset (shuffle, batch, prefetch)",
+                    dataset)
+    from ganframe import feed
+
+    return Data(images, data.spec, lambda: feed.batches(data, batch, seed=args.seed), next_real,
+                f"mnist: {len(images)} images via ganframe.feed.batches (shuffle, batch, read ahead in a thread)")
 
 
 # -- the loops --------------------------------------------------------------------------------------
@@ -400,6 +475,79 @@ class HandwrittenLoop(Loop):
         float(losses[0])  # wait for the last step
 
 
+class JaxHandwrittenLoop(Loop):
+    """The hand-written step on JAX, the Keras 3 way: a pure function of the state under ``jax.jit``.
+
+    The state is the values of G's and D's trainable and non-trainable variables (BatchNorm's
+    statistics, seed generators), of both optimizers' variables, and a PRNG key for the noise.
+    The networks run through ``stateless_call``, the optimizers through ``stateless_apply``; the
+    state is donated, so XLA updates it in place. Each ``run`` reads the state from the Keras
+    variables and writes the final one back into them, as ``fit`` does on JAX.
+    """
+
+    name = "handwritten"
+
+    def __init__(self, args: argparse.Namespace, data: Data, weights: Any) -> None:
+        import jax
+        import jax.numpy as jnp
+        import keras
+
+        networks = build_networks(args, data.spec, weights)
+        G = self.generator = networks.generator
+        D = self.discriminator = networks.discriminator
+        self.data, batch, latent_dim = data, args.batch_size, networks.latent_dim
+        d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
+        d_opt.build(D.trainable_variables)
+        g_opt.build(G.trainable_variables)
+        # The Keras variables behind the state, in its order; the key follows them.
+        self.state_variables = [G.trainable_variables, G.non_trainable_variables, D.trainable_variables,
+                                D.non_trainable_variables, g_opt.variables, d_opt.variables]
+        self.key = jax.random.key(args.seed)
+
+        def d_loss(d_trainable: Any, d_other: Any, g_trainable: Any, g_other: Any, real: Any, noise: Any) -> Any:
+            fake, g_other = G.stateless_call(g_trainable, g_other, noise, training=True)
+            real_logits, d_other = D.stateless_call(d_trainable, d_other, real, training=True)
+            fake_logits, d_other = D.stateless_call(d_trainable, d_other, fake, training=True)
+            loss = jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+            return loss, (d_other, g_other)
+
+        def g_loss(g_trainable: Any, g_other: Any, d_trainable: Any, d_other: Any, noise: Any) -> Any:
+            fake, g_other = G.stateless_call(g_trainable, g_other, noise, training=True)
+            logits, d_other = D.stateless_call(d_trainable, d_other, fake, training=True)
+            return jnp.mean(jax.nn.softplus(-logits)), (g_other, d_other)
+
+        d_gradients = jax.value_and_grad(d_loss, has_aux=True)  # with respect to D's trainable values only
+        g_gradients = jax.value_and_grad(g_loss, has_aux=True)
+
+        def step(state: tuple[Any, ...], real: Any) -> tuple[tuple[Any, Any], tuple[Any, ...]]:
+            g_trainable, g_other, d_trainable, d_other, g_opt_values, d_opt_values, key = state
+            key, d_key, g_key = jax.random.split(key, 3)
+            noise = jax.random.normal(d_key, (batch, latent_dim))
+            (d_value, (d_other, g_other)), grads = d_gradients(d_trainable, d_other, g_trainable, g_other, real, noise)
+            d_trainable, d_opt_values = d_opt.stateless_apply(d_opt_values, grads, d_trainable)
+
+            noise = jax.random.normal(g_key, (batch, latent_dim))
+            (g_value, (g_other, d_other)), grads = g_gradients(g_trainable, g_other, d_trainable, d_other, noise)
+            g_trainable, g_opt_values = g_opt.stateless_apply(g_opt_values, grads, g_trainable)
+            return (d_value, g_value), (g_trainable, g_other, d_trainable, d_other, g_opt_values, d_opt_values, key)
+
+        self.step = jax.jit(step, donate_argnums=0)
+
+    def run(self, steps: int) -> None:
+        state = (*([variable.value for variable in variables] for variables in self.state_variables), self.key)
+        batches = self.data.fresh()  # a fresh iterator per round, as fit makes per call
+        losses = None
+        for _ in range(steps):
+            batch = next(batches)
+            losses, state = self.step(state, batch["image"] if isinstance(batch, dict) else batch)
+        float(losses[0])  # wait for the last step
+        *values, self.key = state
+        for variables, new_values in zip(self.state_variables, values):
+            for variable, value in zip(variables, new_values):
+                variable.assign(value)
+
+
 class GanframeLoop(Loop):
     name = "ganframe"
     with_callbacks = False
@@ -421,12 +569,13 @@ class GanframeLoop(Loop):
             self.gan.generator.set_weights(weights[0])
             self.gan.discriminator.set_weights(weights[1])
         self.generator, self.discriminator = self.gan.generator, self.gan.discriminator
-        self.dataset = data.dataset
+        self.data = data
         self.spec = data.spec
         self.callbacks: list[Any] = []
 
     def fit(self, steps: int) -> None:
-        self.gan.fit(self.dataset, epochs=1, steps_per_epoch=steps, callbacks=self.callbacks, shuffle=False, verbose=0)
+        self.gan.fit(self.data.fit_input(), epochs=1, steps_per_epoch=steps, callbacks=self.callbacks, shuffle=False,
+                     verbose=0)
 
     def run(self, steps: int) -> None:
         self.fit(steps)
@@ -486,12 +635,12 @@ class GanframeCallbacksLoop(GanframeLoop):
         return self.end_of_fit[-1]
 
 
-LOOPS: dict[str, type[Loop]] = {
-    "seed": SeedLoop,
-    "handwritten": HandwrittenLoop,
-    "ganframe": GanframeLoop,
-    "ganframe+callbacks": GanframeCallbacksLoop,
-    "ganframe-unguarded": GanframeUnguardedLoop,
+#: Each loop's class on each backend it runs on.
+LOOPS: dict[str, dict[str, type[Loop]]] = {
+    "seed": {"tensorflow": SeedLoop},
+    "handwritten": {"tensorflow": HandwrittenLoop, "jax": JaxHandwrittenLoop},
+    **{loop.name: dict.fromkeys(BACKENDS, loop)
+       for loop in (GanframeLoop, GanframeCallbacksLoop, GanframeUnguardedLoop)},
 }
 
 
@@ -544,15 +693,24 @@ class Result:
 
 
 def environment() -> dict[str, Any]:
-    """The versions and the machine, recorded with every result."""
+    """The backend, the versions (TensorFlow's and JAX's where imported) and the machine, recorded with every result."""
     import keras
-    import tensorflow as tf
 
     import ganframe
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "ganframe": ganframe.__version__, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        gpus = [f"{device} ({device.device_kind})" for device in jax.devices() if device.platform != "cpu"]
+    else:
+        import tensorflow as tf
+
+        gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    return {"backend": backend, "python": platform.python_version(),
+            **{name: sys.modules[name].__version__ for name in ("tensorflow", "jax") if name in sys.modules},
+            "keras": keras.__version__, "ganframe": ganframe.__version__, "cpus": os.cpu_count(),
+            "platform": platform.platform(), "gpus": gpus}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -572,7 +730,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if name == "ganframe+callbacks" and shared is not None:
             loop = GanframeCallbacksLoop(args, data, weights, shared=shared)
         else:
-            loop = LOOPS[name](args, data, weights)
+            loop = LOOPS[name][args.backend](args, data, weights)
         t1 = time.perf_counter()
         loop.warmup(args.warmup)
         t2 = time.perf_counter()
@@ -630,7 +788,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             cpu[f"{a}/{b}"] = summaries[b]["median_cpu_ms_per_step"] / summaries[a]["median_cpu_ms_per_step"]
     return {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "settings": {"data": data.description, "arch": args.arch, "batch_size": args.batch_size, "rounds": args.rounds,
+        "settings": {"backend": args.backend, "data": data.description, "arch": args.arch,
+                     "batch_size": args.batch_size, "rounds": args.rounds,
                      "steps": args.steps, "warmup": args.warmup, "seed": args.seed, "quick": args.quick},
         "environment": environment(),
         "loops": summaries,
@@ -660,12 +819,12 @@ def ceiling_text(ceiling: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [f"data: {results['settings']['data']}",
-             f"arch {results['settings']['arch']}, batch {results['settings']['batch_size']}, "
-             f"{results['settings']['rounds']} rounds x {results['settings']['steps']} steps per loop "
-             f"(+{results['settings']['warmup']} warm-up); TF {results['environment']['tensorflow']}, "
-             f"Keras {results['environment']['keras']}, {results['environment']['cpus']} CPUs"
-             + (f", GPU {results['environment']['gpus']}" if results['environment']['gpus'] else ""),
+    settings, env = results["settings"], results["environment"]
+    lines = [f"data: {settings['data']}",
+             f"backend {env['backend']} {env[env['backend']]}, arch {settings['arch']}, "
+             f"batch {settings['batch_size']}, {settings['rounds']} rounds x {settings['steps']} steps per loop "
+             f"(+{settings['warmup']} warm-up); Keras {env['keras']}, {env['cpus']} CPUs"
+             + (f", GPU {env['gpus']}" if env['gpus'] else ""),
              "",
              f"{'loop':<19} {'steps/s':>8} {'min-max':>13} {'mean':>7} {'images/s':>9} {'cpu ms/step':>11} "
              f"{'of ceiling':>10} {'warm-up s':>9} {'weights G/D':>13}"]
@@ -686,12 +845,13 @@ def report(results: dict[str, Any]) -> str:
                      f"median {statistics.median(extra):.2f} s per fit")
     if results["ratios"]:
         lines.append("")
-        lines.append(f"{'ratio of steps/s':<32} {'medians':>7} {'paired':>7} {'best':>7} {'cpu':>7}")
+        lines.append(f"{'ratio of steps/s, backend ' + results['settings']['backend']:<36} "
+                     f"{'medians':>7} {'paired':>7} {'best':>7} {'cpu':>7}")
         for key, value in results["ratios"].items():
             target = results["targets"].get(key)
             mark = (f"   target >= {target['target']}: {'met' if target['met'] else 'NOT MET'} "
                     f"(best rounds: {'met' if target['met_by_best'] else 'NOT MET'})") if target else ""
-            lines.append(f"{key:<32} {value:7.3f} {results['paired_ratios'][key]:7.3f} "
+            lines.append(f"{key:<36} {value:7.3f} {results['paired_ratios'][key]:7.3f} "
                          f"{results['best_ratios'][key]:7.3f} {results['cpu_ratios'][key]:7.3f}{mark}")
         lines.append("(medians: ratio of the loops' median steps/s; paired: median over rounds of the ratio within a round;\n"
                      " best: ratio of the fastest rounds, the least disturbed by other load; "

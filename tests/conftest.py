@@ -7,6 +7,8 @@
 Backends: the suite runs on TensorFlow (Keras's backend unless ``KERAS_BACKEND`` says otherwise);
 with ``KERAS_BACKEND=jax`` only the tests marked ``backends`` run (the README's second pass),
 the others are deselected: they test what is the same on every backend, or TensorFlow's own paths.
+``backends("jax")`` names the backends of a test that runs on some only (a learning run that CI
+proves on one backend, to keep within its time).
 
 ``installed_plugins``: the real plugin distributions in ``tests/plugin_packages``,
 pip-installed into a private directory that is on ``sys.path`` only while a test
@@ -106,13 +108,21 @@ def _build_plugin_dirs(root: Path, scratch: Path) -> None:
     (root / "complete").write_text("ok\n")
 
 
+def runs_on(item: pytest.Item) -> tuple[str, ...]:
+    """The backends a test runs on: ``@pytest.mark.backends`` every one, ``@pytest.mark.backends("jax")`` those
+    named, unmarked TensorFlow alone."""
+    marker = item.get_closest_marker("backends")
+    if marker is None:
+        return ("tensorflow",)
+    return tuple(marker.args) or ("tensorflow", "jax")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a backend other than TensorFlow, run only the tests marked ``backends``."""
-    if BACKEND == "tensorflow":
-        return
-    kept = [item for item in items if item.get_closest_marker("backends")]
-    config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker("backends")])
-    items[:] = kept
+    """Run only the tests that run on this process's backend (:func:`runs_on`)."""
+    deselected = [item for item in items if BACKEND not in runs_on(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if BACKEND in runs_on(item)]
 
 
 @pytest.fixture(autouse=True)

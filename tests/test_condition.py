@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 import ganframe
 from ganframe import DataSpec, ImageData, Networks, NoOptions, Options
 from ganframe.testing import check_architecture
+from tinyrun import COMPILE
 
 SPEC = DataSpec((8, 8, 1), (0.0, 1.0), None, condition_shape=(8, 8, 1))
 HELD_OUT = 297  # the last digits, never trained on
@@ -77,11 +78,12 @@ def registry() -> ganframe.plugins.Registry:
 
 def config(tmp_path, **changes: Any) -> dict[str, Any]:
     return {"arch": "sharpen", "data": "blurred-digits", "batch_size": 32, "steps": 300, "seed": 0,
-            "jit_compile": False, "out": str(tmp_path / "run"), "penalties": {"reconstruction": {}},
+            "jit_compile": COMPILE, "out": str(tmp_path / "run"), "penalties": {"reconstruction": {}},
             "g_optimizer": {"learning_rate": 1e-3}, "d_optimizer": {"learning_rate": 1e-3},
             "callbacks": {"samples": {"every": 100, "n": 16}, "checkpoint": {"every": 0}}, **changes}
 
 
+@pytest.mark.backends
 def test_an_image_conditioned_generator_learns_its_paired_targets(registry, tmp_path):
     run = ganframe.train(config(tmp_path), registry=registry, progress=False)
     conditions, targets = blurred_digits("test")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from datafiles import needs_mnist
+from tinyrun import COMPILE
 from judges import (
     KNOWN_SAMPLE_SETS,
     MIN_CLASS_ACCURACY,
@@ -52,7 +53,7 @@ DCGAN = {
     "data_options": {"limit": MNIST_LIMIT},
     "batch_size": 64,
     "seed": SEED,
-    "jit_compile": False,  # see test_learning.LOSS_RUNS
+    "jit_compile": COMPILE,  # see test_learning.LOSS_RUNS
 }
 
 #: ``resnet`` (SNGAN: spectral norm in D) with the hinge loss, at 16x16 (``resize`` = 16): at 32x32
@@ -65,7 +66,7 @@ RESNET = {
     "loss": "hinge",
     "batch_size": 32,
     "seed": SEED,
-    "jit_compile": False,
+    "jit_compile": COMPILE,
 }
 
 #: Train steps, measured on 2 CPU cores shared with other jobs (seeds 0 and 1; found / smallest
@@ -138,18 +139,26 @@ class Learning:
     steps: int
     judge: str
     criterion: Criterion
+    #: The backends CI trains it on (tests/conftest.py): each convolutional architecture on one, to keep CI
+    #: within its time (dcgan, with BatchNorm, on TensorFlow; resnet, whose spectral norm updates its own
+    #: state, on JAX). All four runs pass on both backends, each with its test's seed and steps.
+    backends: tuple[str, ...] = ("tensorflow",)
+
+    def param(self, name: str, test_id: str | None = None) -> Any:
+        """``name`` as a pytest parameter that runs on this run's backends."""
+        return pytest.param(name, marks=pytest.mark.backends(*self.backends), id=test_id or name)
 
 
 #: The slow tests, by test id. The controls and the known sample sets are checked against the same
 #: criteria, so that they cannot drift apart.
 COVERAGE_RUNS = {
     "dcgan": Learning(DCGAN, DCGAN_STEPS, "judge", Criterion(min_found=DCGAN_MIN_FOUND)),
-    "resnet-hinge": Learning(RESNET, RESNET_STEPS, "judge16", Criterion(min_found=RESNET_MIN_FOUND)),
+    "resnet-hinge": Learning(RESNET, RESNET_STEPS, "judge16", Criterion(min_found=RESNET_MIN_FOUND), ("jax",)),
 }
 CONDITIONAL_RUNS = {
     "dcgan": Learning(CONDITIONAL_DCGAN, CONDITIONAL_DCGAN_STEPS, "judge", Criterion(min_accuracy=MIN_CLASS_ACCURACY)),
     "resnet-hinge": Learning(CONDITIONAL_RESNET, CONDITIONAL_RESNET_STEPS, "judge16",
-                             Criterion(min_accuracy=CONDITIONAL_RESNET_MIN_ACCURACY)),
+                             Criterion(min_accuracy=CONDITIONAL_RESNET_MIN_ACCURACY), ("jax",)),
 }
 ALL_RUNS = {**COVERAGE_RUNS, **{f"conditional-{name}": run for name, run in CONDITIONAL_RUNS.items()}}
 #: The classes the slow tests judged by each judge must find.
@@ -213,8 +222,8 @@ def test_controls_fail_the_criteria(name: str, control: str, request) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(COVERAGE_RUNS), ids=[
-    f"{name}-{run.criterion.min_found}-of-{NUM_CLASSES}-classes" for name, run in COVERAGE_RUNS.items()
+@pytest.mark.parametrize("name", [
+    run.param(name, f"{name}-{run.criterion.min_found}-of-{NUM_CLASSES}-classes") for name, run in COVERAGE_RUNS.items()
 ])
 def test_architecture_covers_the_mnist_classes(name: str, request, tmp_path) -> None:
     """At least as many classes found as the test id says (the run's ``criterion.min_found``), in shares
@@ -228,7 +237,7 @@ def test_architecture_covers_the_mnist_classes(name: str, request, tmp_path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(CONDITIONAL_RUNS))
+@pytest.mark.parametrize("name", [run.param(name) for name, run in CONDITIONAL_RUNS.items()])
 def test_conditional_architecture_generates_the_class_asked_for(name: str, request, tmp_path) -> None:
     run = CONDITIONAL_RUNS[name]
     trained = train({**run.config, "steps": run.steps}, tmp_path)

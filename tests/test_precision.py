@@ -32,6 +32,7 @@ def _float_dtypes(variables) -> set[str]:
     return {str(v.dtype) for v in variables if "int" not in str(v.dtype)}
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("precision, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
 def test_a_mixed_precision_run_trains_in_16_bits_on_float32_weights(tmp_path, precision, compute):
     first = _FirstWeights()
@@ -63,6 +64,7 @@ def _fit(gan, images: np.ndarray, steps: int) -> None:
     gan.fit(tf.data.Dataset.from_tensors(images).repeat(), epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
 
 
+@pytest.mark.backends
 def test_float16_overflow_lowers_the_loss_scale_and_only_a_non_finite_loss_counts_as_divergence():
     config = RunConfig(arch="dense", arch_options=TINY, data="digits", precision="mixed_float16", jit_compile=False)
     keras.utils.set_random_seed(0)
@@ -88,6 +90,7 @@ def test_float16_overflow_lowers_the_loss_scale_and_only_a_non_finite_loss_count
     assert any(not np.array_equal(old, new) for old, new in zip(g_before, gan.generator.get_weights()))
 
 
+@pytest.mark.backends
 def test_a_float16_run_resumes_exactly_and_keeps_its_precision(tmp_path):
     split = tiny_config(tmp_path, precision="mixed_float16", steps=3, out=str(tmp_path / "split"))
     ganframe.train(split, progress=False)

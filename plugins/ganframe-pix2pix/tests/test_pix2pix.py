@@ -296,6 +296,7 @@ def read_rows(path):
         return {int(row["step"]): row for row in csv.DictReader(handle)}
 
 
+@pytest.mark.backends
 def test_l1_only_trains_g_by_the_reconstruction_term_alone(registry, tmp_path):
     """D's loss stays 0 and D does not change; G's loss at step k + 1 is 100 x the L1 the evaluation measured
     after step k.
@@ -323,6 +324,7 @@ def test_l1_only_trains_g_by_the_reconstruction_term_alone(registry, tmp_path):
     assert float(scores[steps]["psnr"]) > float(scores[0]["psnr"])
 
 
+@pytest.mark.backends
 def test_patchgan_trains_unet_from_shrunk_conditions(registry, tmp_path):
     """The per-patch loss reads D's head in a real run; 4x4 conditions are resized to 8x8 in G and D."""
     run = ganframe.train({

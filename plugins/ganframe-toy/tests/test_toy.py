@@ -280,6 +280,7 @@ MIN_MODES = 8
 MIN_HIGH_QUALITY = 0.3
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 def test_ring8_learns_the_modes_with_the_nonsaturating_loss(registry, tmp_path):
     """All eight modes, scored by ganframe's own evaluation (``[metrics]``): step 0 is the untrained baseline."""
