@@ -285,6 +285,19 @@ def train(
     typer.echo(f"more samples:   ganframe sample {run.path} --n 64 --out samples.png")
 
 
+def _backend_of_run(run: Path) -> None:
+    """Load Keras on the backend ``run`` trained on (its run.json), unless ``KERAS_BACKEND`` names one: a JAX run
+    then loads where TensorFlow is not installed. Checkpoints are the same on both backends."""
+    if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:  # chosen already
+        return
+    try:
+        backend = json.loads((run / "run.json").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return  # load_run reports a missing or damaged run.json
+    if backend in BACKENDS:
+        os.environ["KERAS_BACKEND"] = backend
+
+
 def _select_backend(name: str | None) -> None:
     """Have Keras load on backend ``name`` (when given): it reads ``KERAS_BACKEND`` once, on first import."""
     if name is None:
@@ -363,6 +376,7 @@ def _check_output(out: Path, suffixes: dict[str, str]) -> None:
 
 def _load_run(run: Path, checkpoint: str | None = None) -> Any:
     check_run_dir(run)  # before TensorFlow loads: a wrong path costs milliseconds
+    _backend_of_run(run)
     from ganframe.run import load_run
 
     return load_run(run, checkpoint=checkpoint)
@@ -507,7 +521,9 @@ def evaluate(
     registry = get_registry()
     options = _metric_options(metric or ["fid"], extractor, metric_option, registry)
     samples_kind(samples)  # a missing or unusable path is refused before TensorFlow loads
-    typer.echo("loading TensorFlow ...", err=True)
+    if (samples / "config.toml").is_file():
+        _backend_of_run(samples)
+    typer.echo(f"loading {'JAX' if os.environ.get('KERAS_BACKEND') == 'jax' else 'TensorFlow'} ...", err=True)
     from ganframe.evaluation import evaluate as evaluate_samples
 
     result = evaluate_samples(samples, against, options, n=n, against_options=_key_values(against_option, "--against-option"),

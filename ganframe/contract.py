@@ -158,7 +158,7 @@ class ImageData:
 
     uint8 images stay bytes in memory (a quarter of the floats) and become floats in the value range
     a batch at a time in the input pipeline, as a :class:`DataSource`'s do; :meth:`float_images` gives
-    them all as floats, :func:`ganframe.pipeline.take` some.
+    them all as floats, :func:`ganframe.examples.take` some.
 
     ``labels`` are class ids (N,) in ``[0, spec.num_classes)``, or None; any integer dtype is
     accepted (numpy's default int64 included) and stored as int32. ``conditions`` are the examples'
@@ -240,7 +240,7 @@ class DataSource(abc.ABC):
     for examples by index, in an order the input pipeline derives from (seed, epoch): the source
     keeps no position of its own, so a resumed run starts at its step's examples without reading
     the ones before them, and each worker of a multi-worker run reads only its share. Evaluation
-    and the health probe read a seeded sample of it into memory (:func:`ganframe.pipeline.take`).
+    and the health probe read a seeded sample of it into memory (:func:`ganframe.examples.take`).
     """
 
     #: What the examples look like; ``read`` returns images of ``spec.shape``.
@@ -280,7 +280,7 @@ class DataStream(abc.ABC):
     :attr:`shuffle_buffer` examples, seeded by the run's seed and the step the pipeline starts at;
     each worker of a multi-worker run reads its own share. Without indices a resumed run cannot start
     at its step's examples: it starts a new pass, shuffled anew. Evaluation and the health probe read
-    the first examples of a shuffled pass into memory (:func:`ganframe.pipeline.sample`).
+    the first examples of a shuffled pass into memory (:func:`ganframe.examples.sample`).
     """
 
     #: What the examples look like, as for a :class:`DataSource`.

@@ -4,6 +4,9 @@
 GAN over the visible devices of this machine, ``multiworker`` over the machines that
 ``TF_CONFIG`` names. Under a strategy the networks, the GAN and both optimizers are built
 inside ``strategy.scope()``; ``fit`` then splits each global batch across the replicas.
+
+TensorFlow is imported only for a strategy other than ``default``: a run without one, on a backend other
+than TensorFlow, needs none.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
-
+from ganframe import backends
 from ganframe.config import RunConfig
 from ganframe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @functools.cache
@@ -27,6 +33,8 @@ def get_strategy(name: str) -> tf.distribute.Strategy | None:
     """
     if name == "default":
         return None
+    import tensorflow as tf
+
     return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
 
 
@@ -57,8 +65,9 @@ def strategy_scope(strategy: tf.distribute.Strategy | None) -> contextlib.Abstra
 
 
 def distributed() -> bool:
-    """True while building inside a strategy's scope (architectures then synchronize BatchNorm)."""
-    return tf.distribute.has_strategy()
+    """True while building inside a strategy's scope (architectures then synchronize BatchNorm); never on a
+    backend without strategies, which it asks without importing TensorFlow."""
+    return backends.current().has_strategy()
 
 
 def multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
@@ -67,6 +76,8 @@ def multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
     Keras's ``fit`` takes other code paths then (see ``ganframe.engine``): the test is Keras's own,
     more replicas in sync than this worker holds.
     """
+    import tensorflow as tf
+
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
 

@@ -31,9 +31,9 @@ from ganframe.checkpoints import BEST, save_checkpoint
 from ganframe.config import EvaluationConfig, read_toml, validate_config
 from ganframe.contract import DataContext, DataSpec, DataStream, Metric
 from ganframe.errors import ConfigError, DataError
+from ganframe.examples import Data, sample, take
 from ganframe.files import CsvLog, atomic_write
 from ganframe.images import read_images, rescale, samples_kind
-from ganframe.pipeline import Data, sample, take
 from ganframe.plugins import Registry, get_registry
 from ganframe.report import SCORES_FILE
 

@@ -43,8 +43,8 @@ from ganframe import backends
 from ganframe.config import HealthConfig
 from ganframe.contract import CallbackContext, DataSpec
 from ganframe.errors import GanframeError
+from ganframe.examples import Data, sample
 from ganframe.files import CsvLog, atomic_write
-from ganframe.pipeline import Data, sample
 from ganframe.plugins import Registry
 
 COLUMNS = ("step", "d_acc_real", "d_acc_fake", "d_margin", "d_grad_norm", "g_grad_norm", "diversity", "coverage",

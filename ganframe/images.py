@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 
 from ganframe.contract import DataContext, ImageData
 from ganframe.errors import DataError
+from ganframe.examples import take
 from ganframe.files import atomic_write
 
 
@@ -68,16 +70,27 @@ def translation_grid(conditions: np.ndarray, outputs: np.ndarray, targets: np.nd
     return np.stack(parts, axis=1).reshape(-1, *outputs.shape[1:]), len(parts)
 
 
+def picture(pixels: np.ndarray) -> Image.Image:
+    """uint8 pixels (H, W, C) as a Pillow image, gray for one channel (Pillow takes gray without its channel axis)."""
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """uint8 pixels (H, W, C) as the bytes of a PNG file."""
+    buffer = io.BytesIO()
+    picture(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def save_image_grid(images: np.ndarray, path: str | os.PathLike[str], value_range: tuple[float, float] = (0.0, 1.0),
                     columns: int | None = None, scale: int | None = None) -> None:
     """Save images as one PNG grid, atomically; small images are enlarged to stay legible."""
-    grid = image_grid(images, value_range, columns)
-    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    grid = picture(image_grid(images, value_range, columns))
     scale = scale or max(1, 28 // images.shape[1])
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     with atomic_write(path) as handle:
-        picture.save(handle, format="PNG")
+        grid.save(handle, format="PNG")
 
 
 def samples_kind(samples: str | Path | np.ndarray) -> str:
@@ -114,6 +127,4 @@ def read_images(path: str | os.PathLike[str], registry: Any, *, limit: int | Non
         names = [f"{index:06d}" for index in range(len(data))]
     if isinstance(data, ImageData):
         return data.float_images(), names
-    from ganframe.pipeline import take  # imports TensorFlow
-
     return take(data, np.arange(len(data))).images, names

@@ -22,7 +22,8 @@ import tensorflow as tf
 from ganframe.config import PairsConfig
 from ganframe.contract import DataSource, DataSpec, DataStream, ImageData
 from ganframe.errors import ConfigError
-from ganframe.pipeline import Data, in_range
+from ganframe.examples import Data
+from ganframe.pipeline import in_range
 
 #: downscale's factor and back_to_size when the config gives none.
 DEFAULT_FACTOR, DEFAULT_BACK_TO_SIZE = 4, True

@@ -30,7 +30,9 @@ uninterrupted run's (the noise does not), so a stream does not resume exactly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -38,8 +40,9 @@ import tensorflow as tf
 from ganframe import order
 from ganframe.contract import DataSource, DataStream, ImageData
 from ganframe.errors import DataError
-from ganframe.order import check_step, stream_seed
-from ganframe.order import step_indices as step_indices  # where ganframe.run finds it
+from ganframe.examples import Data, check_batch
+from ganframe.examples import sample as sample, take as take  # also here, where the plugin contract first named them
+from ganframe.order import stream_seed
 from ganframe.sampling import NoiseSpec
 
 #: Batches read ahead of the step. A fixed few, not AUTOTUNE: tf.data's autotuner grows the buffer
@@ -48,27 +51,13 @@ from ganframe.sampling import NoiseSpec
 #: with 2; benchmarks/data_scale.py). The pipeline outruns the step by far, so 2 are enough.
 PREFETCH_BATCHES = 2
 
-#: A data set the pipeline reads: whole in memory, from storage by index, or as a stream.
-Data = ImageData | DataSource | DataStream
-
 #: What reading a stream may fail with (a record that cannot be decoded, a damaged or vanished file, a cache
 #: another run is writing, a pass that holds nothing): reported as the data set's error, not TensorFlow's.
 STREAM_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
                  tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError)
-
-
-def size_of(data: Data, counted: bool = False) -> int | None:
-    """The number of examples: a set's or a source's length, a stream's size (what its :meth:`~DataStream.count`
-    finds, reading it if need be, when ``counted``), or None when unknown."""
-    if not isinstance(data, DataStream):
-        return len(data)
-    return data.count() if counted else data.size
-
-
-def check_batch(data: Data, batch_size: int, n_critic: int = 1) -> None:
-    """Refuse a step that needs more images than the data set holds (each step takes ``n_critic`` batches);
-    a stream of unknown size passes."""
-    check_step(size_of(data), batch_size, n_critic)
+#: Steps after the one a read error stopped at whose examples are searched for the culprit: the
+#: pipeline reads ahead of the step by its prefetch buffer and parallel reads.
+READ_AHEAD_STEPS = 64
 
 
 def example_order(size: int, seed: int, start: int = 0) -> tf.data.Dataset:
@@ -119,34 +108,41 @@ def make_dataset(data: Data, batch_size: int, *, n_critic: int = 1, seed: int = 
     return strategy.distribute_datasets_from_function(per_pipeline)
 
 
-def take(data: ImageData | DataSource, indices: np.ndarray) -> ImageData:
-    """The examples at ``indices`` in memory, as float32 in the data's range (an unreadable example of a
-    skipping source is left out)."""
-    indices = np.asarray(indices, np.int64)
-    if isinstance(data, ImageData):
-        images = data.images[indices]
-        if images.dtype == np.uint8:
-            images = in_range(tf.constant(images), data.spec.value_range).numpy()
-        return ImageData(images, None if data.labels is None else data.labels[indices],
-                         data.spec, data.name, None if data.conditions is None else data.conditions[indices])
-    examples = _read_each(data, tf.data.Dataset.from_tensor_slices({"index": indices}))
+def read_examples(source: DataSource, indices: np.ndarray) -> ImageData:
+    """The examples of ``source`` at ``indices`` in memory (:func:`ganframe.examples.take`), an unreadable
+    one of a skipping source left out."""
+    examples = _read_each(source, tf.data.Dataset.from_tensor_slices({"index": indices}))
     try:
-        return _in_memory(data, examples)
+        return _in_memory(source, examples)
     except tf.errors.InvalidArgumentError as error:
-        raise unreadable_error(data, indices, error) from None
+        raise unreadable_error(source, indices, error) from None
 
 
-def sample(data: Data, count: int, seed: int) -> ImageData:
-    """Up to ``count`` examples in memory, as float32 in the data's range, drawn with ``seed``: of a set or a
-    source a seeded choice without repeats (:func:`take`), of a stream the first of a pass through its seeded
-    shuffle buffer. What evaluation, the health probe and the grids of conditions read."""
-    if not isinstance(data, DataStream):
-        return take(data, np.random.default_rng(seed).choice(len(data), min(count, len(data)), replace=False))
-    examples = data.examples(0, 1).shuffle(data.shuffle_buffer, seed=seed).take(count)
+def first_of_pass(stream: DataStream, count: int, seed: int) -> ImageData:
+    """The first ``count`` examples of a pass through ``stream``'s shuffle buffer seeded by ``seed``, in memory
+    (:func:`ganframe.examples.sample`)."""
+    examples = stream.examples(0, 1).shuffle(stream.shuffle_buffer, seed=seed).take(count)
     try:
-        return _in_memory(data, examples)
+        return _in_memory(stream, examples)
     except STREAM_ERRORS as error:
-        raise stream_error(data, error) from None
+        raise stream_error(stream, error) from None
+
+
+@contextlib.contextmanager
+def read_errors(data: Data, seed: int, per_step: int, step: Callable[[], int]) -> Iterator[None]:
+    """Training on ``data`` inside: a read that fails is raised as the data set's :class:`DataError`, at the
+    step ``step()`` returns then, naming the example of a source that failed (the steps' examples, read again
+    one by one), instead of TensorFlow's error."""
+    try:
+        yield
+    except STREAM_ERRORS as error:
+        where = f" at step {step()}"
+        if isinstance(data, DataStream):
+            raise stream_error(data, error, where) from None
+        if not isinstance(data, DataSource) or not isinstance(error, tf.errors.InvalidArgumentError):
+            raise
+        indices = order.step_indices(len(data), seed, per_step, step(), READ_AHEAD_STEPS)
+        raise unreadable_error(data, indices, error, where) from None
 
 
 def _in_memory(data: Data, examples: tf.data.Dataset) -> ImageData:

@@ -29,11 +29,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ganframe import __version__
 from ganframe.checks import check_before_training
@@ -50,19 +49,16 @@ from ganframe.config import (RunConfig, apply_overrides, check_components, check
                              validate_config)
 from ganframe import feed
 from ganframe.backends import check_backend
-from ganframe.contract import (AdversarialLoss, CallbackContext, DataContext, DataSource, DataSpec, DataStream, ImageData,
-                               Penalty)
+from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, ImageData, Penalty
 from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
 from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
 from ganframe.errors import ConfigError, Interrupted, RunError
 from ganframe.evaluation import Evaluator
+from ganframe.examples import Data, check_batch, sample, size_of
 from ganframe.health import HealthMonitor
 from ganframe.files import atomic_write
 from ganframe.images import save_image_grid
-from ganframe.pairs import derive_pairs
-from ganframe.pipeline import (STREAM_ERRORS, Data, check_batch, make_dataset, sample, size_of, step_indices, stream_error,
-                               unreadable_error)
 from ganframe.plugins import Registry, get_registry
 from ganframe.progress import Progress, TimeBudget, duration
 from ganframe.schedules import StepSchedule, learning_rate, scale_learning_rate
@@ -76,9 +72,6 @@ CONDITIONS_FILE = "conditions.npz"
 RUN_FILES = ("config.toml", "run.json", CONDITIONS_FILE, "metrics.csv", "evaluations.csv", "evaluations.json", "health.csv",
              "health.json", "samples", "checkpoints", "tensorboard", "generator.keras", "report", SCORES_FILE)
 
-#: Steps after the one a read error stopped at whose examples are searched for the culprit: the
-#: pipeline reads ahead of the step by its prefetch buffer and parallel reads.
-READ_AHEAD_STEPS = 64
 #: Conditions of the data a run keeps for sample grids, when its generator takes one.
 SAMPLE_CONDITIONS = 256
 
@@ -317,7 +310,7 @@ def _metadata(config: RunConfig, spec: DataSpec, registry: Registry, rollbacks: 
     return {
         "ganframe": __version__,
         "backend": keras.backend.backend(),
-        **{name: sys.modules[name].__version__ for name in ("tensorflow", "jax") if name in sys.modules},
+        **{name: module.__version__ for name in ("tensorflow", "jax") if (module := sys.modules.get(name)) is not None},
         "keras": keras.__version__,
         "python": platform.python_version(),
         "plugins": plugins,
@@ -420,6 +413,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
     data = registry.build("dataset", config.data, config.data_options, DataContext(_data_dir(config), config.seed))
     if config.pairs is not None:  # here only: training, grids, evaluation, run.json and resume all see these pairs
+        from ganframe.pairs import derive_pairs  # a derivation is TensorFlow ops
+
         data = derive_pairs(data, config.pairs)
     size = size_of(data, counted=config.epochs is not None)
     if size is None and config.epochs is not None:
@@ -526,30 +521,17 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
     gan, config, policy = run.gan, run.config, run.config.divergence
     initial = state_arrays(gan) if policy.enabled and policy.max_rollbacks else None
     while True:
-        start = gan.global_step
-        if keras.backend.backend() == "jax" and isinstance(data, ImageData):  # numpy batches, the same order
-            batches = feed.batches(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
-            dataset = ((batch,) for batch in batches)  # Keras takes a generator's elements as (inputs,) tuples
-        else:
-            dataset = make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed,
-                                   start_step=start, noise=gan.noise_spec, strategy=get_strategy(config.strategy))
+        batches, read_errors = _training_batches(gan, config, data)
         try:
-            return gan.fit(
-                dataset,
-                epochs=1,
-                steps_per_epoch=None if total is None else total - start,
-                callbacks=callbacks,
-                shuffle=False,  # the pipeline shuffles, seeded
-                verbose=0,
-            )
-        except STREAM_ERRORS as error:
-            if isinstance(data, DataStream):
-                raise stream_error(data, error, f" at step {gan.global_step}") from None
-            if not isinstance(data, DataSource) or not isinstance(error, tf.errors.InvalidArgumentError):
-                raise
-            indices = step_indices(len(data), config.seed, config.batch_size * config.n_critic, gan.global_step,
-                                   READ_AHEAD_STEPS)
-            raise unreadable_error(data, indices, error, f" at step {gan.global_step}") from None
+            with read_errors:
+                return gan.fit(
+                    batches,
+                    epochs=1,
+                    steps_per_epoch=None if total is None else total - gan.global_step,
+                    callbacks=callbacks,
+                    shuffle=False,  # the pipeline shuffles, seeded
+                    verbose=0,
+                )
         except Diverged as diverged:
             if len(run.rollbacks) >= policy.max_rollbacks:
                 raise RunError(
@@ -567,6 +549,25 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _training_batches(gan: GAN, config: RunConfig, data: Data
+                      ) -> tuple[Iterable[Any], contextlib.AbstractContextManager[object]]:
+    """What ``fit`` reads from the GAN's step on, and the context that reports a failed read as the data set's.
+
+    Data in memory on JAX: numpy batches (:mod:`ganframe.feed`), TensorFlow not imported. Else ``tf.data``
+    (:mod:`ganframe.pipeline`), in the same order.
+    """
+    start = gan.global_step
+    if keras.backend.backend() == "jax" and isinstance(data, ImageData):
+        batches = feed.batches(data, config.batch_size, n_critic=config.n_critic, seed=config.seed, start_step=start)
+        return ((batch,) for batch in batches), contextlib.nullcontext()  # Keras takes a generator's elements as (inputs,)
+    from ganframe import pipeline
+
+    dataset = pipeline.make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed,
+                                    start_step=start, noise=gan.noise_spec, strategy=get_strategy(config.strategy))
+    return dataset, pipeline.read_errors(data, config.seed, config.batch_size * config.n_critic,
+                                         lambda: gan.global_step)
 
 
 def _restore_callbacks(gan: GAN, manifest: dict[str, Any] | None) -> None:

@@ -429,7 +429,7 @@ def check_dataset(name: str, options: dict[str, Any] | None = None, *, registry:
     A :class:`ganframe.DataSource` or :class:`ganframe.DataStream` is read as training and evaluation
     read it: a sample of up to 16 examples (checked like :class:`ganframe.ImageData`) and one training batch.
     """
-    from ganframe.pipeline import make_dataset, sample, take
+    from ganframe.examples import sample, take
 
     subject, validated = _subject("dataset", name, options, registry)
     context = DataContext(None if data_dir is None else Path(data_dir), seed)
@@ -438,6 +438,8 @@ def check_dataset(name: str, options: dict[str, Any] | None = None, *, registry:
                         "ganframe.ImageData, ganframe.DataSource or ganframe.DataStream")
     again = _build(subject, validated, context)
     if isinstance(data, (DataSource, DataStream)):
+        from ganframe.pipeline import make_dataset  # a source or a stream needs TensorFlow anyway
+
         if isinstance(data, DataSource) and len(data) < 1:
             subject.fail(f"the source holds {len(data)} examples")
         try:

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ganframe.contract import DataSpec
 from ganframe.errors import ConfigError
 from ganframe.files import atomic_write
-from ganframe.images import read_images, rescale, save_image_grid, to_uint8, translation_grid
+from ganframe.images import picture, read_images, rescale, save_image_grid, to_uint8, translation_grid
 from ganframe.plugins import Registry, get_registry
 
 #: Input | output pairs in a ``.png`` grid at most: a grid is for looking at, an .npz or a folder for all.
@@ -98,8 +97,7 @@ def write_outputs(out: Path, conditions: np.ndarray, originals: np.ndarray | Non
         raise ConfigError(f"--out {str(out)!r}: give a folder, an .npz file or a .png grid")
     out.mkdir(parents=True, exist_ok=True)
     for name, image in zip(names, to_uint8(outputs, value_range)):
-        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
         with atomic_write(out / f"{name}.png") as handle:
-            picture.save(handle, format="PNG")
+            picture(image).save(handle, format="PNG")
     return f"{len(outputs)} images to {out}/"
 

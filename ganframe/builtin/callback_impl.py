@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ganframe import CallbackContext, CsvLog, IntervalMeans, save_checkpoint, save_image_grid
-from ganframe.images import image_grid
+from ganframe.images import image_grid, png
 
 
 def _crossed(last_step: int, step: int, every: int) -> bool:
@@ -115,9 +116,65 @@ class MetricsLog(_Periodic):
 _SECTIONS = {"d_loss": "loss", "g_loss": "loss", "d_real": "d_output", "d_fake": "d_output"}
 
 
-def _metadata(plugin: str) -> tf.compat.v1.SummaryMetadata:
-    """The metadata by which TensorBoard's ``scalars`` and ``images`` dashboards claim a summary (format version 0)."""
-    return tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name=plugin))
+class _Events:
+    """What the callback asks of an event file writer besides writing, the same whoever writes."""
+
+    writer: Any
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _TensorFlowEvents(_Events):
+    """Event files through TensorFlow's own writer (``tf.summary.write``, which needs no ``tensorboard`` package)."""
+
+    def __init__(self, directory: Path) -> None:
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(str(directory))
+
+    def write(self, step: int, tag: str, value: np.ndarray, plugin: str) -> None:
+        """``value`` as summary ``tag`` at ``step``, claimed by TensorBoard's ``plugin`` dashboard (format version 0)."""
+        import tensorflow as tf
+
+        metadata = tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name=plugin))
+        with self.writer.as_default(step=step):
+            tf.summary.write(tag, tf.constant(value), metadata=metadata)
+
+
+class _TensorBoardEvents(_Events):
+    """The same event files without TensorFlow: the ``tensorboard`` package's writer and protos."""
+
+    def __init__(self, directory: Path) -> None:
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self.writer = EventFileWriter(str(directory), filename_suffix=".v2")  # named as TensorFlow names its files
+
+    def write(self, step: int, tag: str, value: np.ndarray, plugin: str) -> None:
+        """As :meth:`_TensorFlowEvents.write`: one event holding one summary value."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.util import tensor_util
+
+        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+            tag=tag, tensor=tensor_util.make_tensor_proto(value), metadata=metadata)])
+        self.writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+
+def _event_writer(directory: Path) -> _TensorFlowEvents | _TensorBoardEvents | None:
+    """TensorFlow's writer where TensorFlow is installed, else the ``tensorboard`` package's; with neither, None,
+    said in one line on stderr."""
+    for writer in (_TensorFlowEvents, _TensorBoardEvents):
+        try:
+            return writer(directory)
+        except ImportError:
+            continue
+    print("warning: tensorboard: neither tensorflow nor tensorboard is installed, so no event files are written; "
+          "pip install tensorboard to have them", file=sys.stderr, flush=True)
+    return None
 
 
 class TensorBoardLog(_Periodic):
@@ -125,8 +182,9 @@ class TensorBoardLog(_Periodic):
     ``metrics.csv``), both learning rates and the rows new in ``health.csv`` and ``evaluations.csv``; every
     ``images_every`` steps and at the end, the fixed-noise sample grid.
 
-    Summaries are written in TensorBoard's own formats with ``tf.summary.write``: TensorFlow's
-    ``tf.summary.scalar`` and ``image`` would import the ``tensorboard`` package, which a run must not need.
+    Summaries are written in TensorBoard's own formats, by ``tf.summary.write`` where TensorFlow is installed
+    (its ``tf.summary.scalar`` and ``image`` would import the ``tensorboard`` package, which a run must not
+    need), else by the ``tensorboard`` package's own writer; with neither, by nobody (a warning says so).
     Steps are the global step, so a resumed run's new event file continues the same curves.
     """
 
@@ -146,7 +204,9 @@ class TensorBoardLog(_Periodic):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
         if self.writer is None and (self.every or self.images_every):
-            self.writer = tf.summary.create_file_writer(str(self.directory))
+            self.writer = _event_writer(self.directory)
+            if self.writer is None:  # nothing to write with: nothing to compute either
+                self.every = self.images_every = 0
         self.means = IntervalMeans(self.model)
         self.image_last = self.last_step
         # rows up to a resumed step went into the event files before; a new run logs its step-0 evaluation
@@ -160,11 +220,10 @@ class TensorBoardLog(_Periodic):
         super().on_train_batch_end(batch, logs)
 
     def act(self, step: int, logs: dict[str, Any]) -> None:
-        with self.writer.as_default(step=step):
-            for name, value in self.means.take().items():
-                self.scalar(f"{_SECTIONS.get(name, 'metrics')}/{name}", value)
-            for net in ("d", "g"):
-                self.scalar(f"learning_rate/{net}", getattr(self.model, f"{net}_optimizer").learning_rate)
+        for name, value in self.means.take().items():
+            self.scalar(step, f"{_SECTIONS.get(name, 'metrics')}/{name}", value)
+        for net in ("d", "g"):
+            self.scalar(step, f"learning_rate/{net}", getattr(self.model, f"{net}_optimizer").learning_rate)
         self.write_rows()
         self.writer.flush()  # the curves are live, and a crash loses nothing already logged
 
@@ -179,10 +238,9 @@ class TensorBoardLog(_Periodic):
         self.writer.close()
         self.writer = None
 
-    @staticmethod
-    def scalar(tag: str, value: Any) -> None:
-        """One point of TensorBoard's scalar format (a float32 tensor), at the writer's current step."""
-        tf.summary.write(tag, tf.cast(value, tf.float32), metadata=_metadata("scalars"))
+    def scalar(self, step: int, tag: str, value: Any) -> None:
+        """One point of TensorBoard's scalar format: a float32 scalar."""
+        self.writer.write(step, tag, np.float32(keras.ops.convert_to_numpy(value)), "scalars")
 
     def write_rows(self) -> None:
         """Each health figure and score of the rows logged since the previous call, at its own step."""
@@ -190,19 +248,16 @@ class TensorBoardLog(_Periodic):
             for row in log.rows():
                 if row["step"] <= self.logged[section]:
                     continue
-                with self.writer.as_default(step=row["step"]):
-                    for column, value in row.items():
-                        if column not in ("step", "seconds") and value is not None:  # seconds: an evaluation's cost
-                            self.scalar(f"{section}/{column}", value)
+                for column, value in row.items():
+                    if column not in ("step", "seconds") and value is not None:  # seconds: an evaluation's cost
+                        self.scalar(row["step"], f"{section}/{column}", value)
                 self.logged[section] = row["step"]
 
     def write_grid(self, step: int) -> None:
         """The fixed-noise grid as TensorBoard's image format: width, height and the PNG, as strings."""
         images, columns = self.model.sample_grid(self.n, seed=self.seed)
         grid = image_grid(images, self.model.output_range, columns)
-        png = tf.io.encode_png(grid).numpy()
-        data = np.array([str(grid.shape[1]).encode(), str(grid.shape[0]).encode(), png], dtype=object)
-        with self.writer.as_default(step=step):
-            tf.summary.write("samples", tf.constant(data, tf.string), metadata=_metadata("images"))
+        data = np.array([str(grid.shape[1]).encode(), str(grid.shape[0]).encode(), png(grid)], dtype=object)
+        self.writer.write(step, "samples", data, "images")
         self.writer.flush()
         self.image_step = step

@@ -188,7 +188,7 @@ class FolderSource(DataSource):
         One that cannot refuses the data set, naming its file, unless unreadable = "skip"."""
         import tensorflow as tf
 
-        from ganframe.pipeline import take
+        from ganframe.examples import take
 
         readable = np.zeros(len(self), bool)
         uncached = dataclasses.replace(self, cache=None)
