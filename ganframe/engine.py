@@ -378,5 +378,7 @@ def _heads(outputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _examples(batch: dict[str, Any]) -> dict[str, Any]:
-    """The real examples of a batch: ``image``, and ``label`` and ``condition`` where present."""
-    return {key: batch[key] for key in ("image", "label", "condition") if batch.get(key) is not None}
+    """The real examples of a batch: ``image``, and ``label`` and ``condition`` where present, as tensors (numpy
+    batches on JAX run eagerly, where a network refuses a mix of arrays and tensors)."""
+    return {key: keras.ops.convert_to_tensor(batch[key]) for key in ("image", "label", "condition")
+            if batch.get(key) is not None}
