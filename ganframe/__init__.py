@@ -1,7 +1,7 @@
-"""ganframe: a plugin-based GAN framework on TensorFlow and Keras 3.
+"""ganframe: a plugin-based GAN framework on Keras 3, training on TensorFlow or JAX.
 
 This module is the public API: plugins, built-ins included, import only what
-``__all__`` lists. Names that need TensorFlow (training, the engine, runs) are
+``__all__`` lists. Names that need Keras and its backend (training, the engine, runs) are
 imported on first use, so listing plugins or validating a config stays fast.
 """
 
@@ -45,7 +45,7 @@ __version__ = "0.1.0"
 
 _quiet_tensorflow()  # TensorFlow's C++ start-up lines, whoever imports it first (ganframe.quiet)
 
-# name -> module that defines it; imported (with TensorFlow) on first access.
+# name -> module that defines it; imported (with Keras and its backend) on first access.
 _LAZY = {
     "GAN": "ganframe.engine",
     "distributed": "ganframe.distribute",

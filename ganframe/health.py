@@ -397,4 +397,5 @@ class HealthMonitor(keras.callbacks.Callback):
 
 def _global_norm(gradients: Sequence[Any]) -> Any:
     """The norm of all ``gradients`` as one vector (None entries, variables the loss does not reach, aside)."""
-    return keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(keras.ops.convert_to_tensor(grad))) for grad in gradients if grad is not None))
+    squares = [keras.ops.sum(keras.ops.square(keras.ops.convert_to_tensor(grad))) for grad in gradients if grad is not None]
+    return keras.ops.sqrt(sum(squares))

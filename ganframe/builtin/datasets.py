@@ -274,14 +274,14 @@ def _idx_from_dir(dataset: IdxSet, data_dir: Path, split: str) -> tuple[np.ndarr
 
 
 def _idx_from_keras(dataset: IdxSet, splits: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The splits from the Keras cache, else from a Keras download (the only TensorFlow import here)."""
+    """The splits from the Keras cache, else from a Keras download (the only Keras import here)."""
     cache = _keras_home() / dataset.cache
     directory = cache.parent if dataset.npz else cache
     parts = [_idx_split(dataset, directory, split) for split in splits]
     if all(isinstance(part, tuple) for part in parts):
         return parts
     try:
-        import keras  # imports TensorFlow: only when nothing local was found
+        import keras  # imports its backend (TensorFlow by default): only when nothing local was found
 
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset.name).load_data()
     except Exception as error:  # noqa: BLE001 - offline, no keras, a broken download: all the same to the user
@@ -406,7 +406,7 @@ def _cifar_from_keras(names: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarr
     if parts is not None:
         return parts
     try:
-        import keras  # imports TensorFlow: only when nothing local was found
+        import keras  # imports its backend (TensorFlow by default): only when nothing local was found
 
         archive = Path(keras.utils.get_file(CIFAR10_ARCHIVE, CIFAR10_URL, cache_subdir="datasets"))
     except Exception as error:  # noqa: BLE001 - offline, no keras, a broken download: all the same to the user
