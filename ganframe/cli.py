@@ -211,7 +211,7 @@ def train(
                                                       help="Steps per compiled call. Default: 1."),
     strategy: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
                                            help="default (one device, XLA), mirrored (this machine's devices) or "
-                                                "multiworker (the machines in TF_CONFIG). Default: default."),
+                                                "multiworker (the machines in TF_CONFIG; tensorflow only). Default: default."),
     backend: Optional[str] = typer.Option(None, metavar="NAME", rich_help_panel=ADVANCED,
                                           help="The Keras backend that trains: tensorflow or jax. Default: "
                                                "KERAS_BACKEND, else tensorflow."),

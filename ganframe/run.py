@@ -50,7 +50,7 @@ from ganframe.config import (RunConfig, apply_overrides, check_components, check
 from ganframe import feed
 from ganframe.backends import check_backend
 from ganframe.contract import AdversarialLoss, CallbackContext, DataContext, DataSpec, ImageData, Penalty
-from ganframe.distribute import get_strategy, run_strategy, strategy_scope, writes_run_dir
+from ganframe.distribute import get_strategy, run_strategy, strategy_scope, tf_strategy, writes_run_dir
 from ganframe.engine import GAN, precision_policy
 from ganframe.guard import DivergenceGuard, Diverged
 from ganframe.errors import ConfigError, Interrupted, RunError
@@ -190,7 +190,7 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
         gan.compile(
             _optimizer(config.d_optimizer, rates["d"]),
             _optimizer(config.g_optimizer, rates["g"]),
-            jit_compile=config.jit_compile and strategy is None,
+            jit_compile=config.jit_compile and tf_strategy(strategy) is None,
             steps_per_execution=config.steps_per_execution,
         )
         check_before_training(gan, spec, registry.describe("architecture", config.arch),
@@ -200,15 +200,12 @@ def build_gan(config: RunConfig, spec: DataSpec, registry: Registry) -> GAN:
 
 
 def _on_this_backend(config: RunConfig) -> RunConfig:
-    """``config`` with its ``backend`` set to the one Keras runs on here; refuses another, and what only
-    TensorFlow offers (a ``tf.distribute`` strategy) on JAX."""
+    """``config`` with its ``backend`` set to the one Keras runs on here; refuses another, and a strategy
+    this backend has not got (ganframe.distribute)."""
     if config.backend is not None:
         check_backend(config.backend)
-    backend = keras.backend.backend()
-    if backend == "jax" and config.strategy != "default":
-        raise ConfigError(f"config 'strategy': got {config.strategy!r}; strategies are tf.distribute's and need the "
-                          "tensorflow backend: on jax, training runs on one device (strategy \"default\")")
-    return config.model_copy(update={"backend": backend})
+    get_strategy(config.strategy)
+    return config.model_copy(update={"backend": keras.backend.backend()})
 
 
 def _optimizer(config: Any, rate: float | StepSchedule) -> keras.optimizers.Optimizer:
@@ -523,7 +520,7 @@ def _fit_with_rollbacks(run: Run, data: Any, total: int | None, callbacks: list[
     while True:
         batches, read_errors = _training_batches(gan, config, data)
         try:
-            with read_errors:
+            with read_errors, strategy_scope(get_strategy(config.strategy)):  # Keras's JAX trainer reads it in fit
                 return gan.fit(
                     batches,
                     epochs=1,
@@ -565,7 +562,8 @@ def _training_batches(gan: GAN, config: RunConfig, data: Data
     from ganframe import pipeline
 
     dataset = pipeline.make_dataset(data, config.batch_size, n_critic=config.n_critic, seed=config.seed,
-                                    start_step=start, noise=gan.noise_spec, strategy=get_strategy(config.strategy))
+                                    start_step=start, noise=gan.noise_spec,
+                                    strategy=tf_strategy(get_strategy(config.strategy)))
     return dataset, pipeline.read_errors(data, config.seed, config.batch_size * config.n_critic,
                                          lambda: gan.global_step)
 

@@ -1,7 +1,7 @@
 """The catalogue of bad inputs (docs/errors.md): one row per situation, one test for all of them.
 
 Each row builds its situation in ``tmp_path`` (the working directory while it runs), runs the
-``ganframe`` command in process (Typer's CliRunner; two quick rows run the real console script), and
+``ganframe`` command in process (Typer's CliRunner; a few rows run the real console script), and
 checks the exit code, the key words of the message, that no traceback (nor, in process, an
 uncaught exception) escaped, and that no path under ``tmp_path`` was created, changed or
 removed except those the row says it writes. The rows' ids and exit codes are the doc table's:
@@ -356,6 +356,11 @@ ROWS = [
         ("'health.every'", "got -1", "greater than or equal to 0")),
     Row("precision-unknown", train("--precision", "float8"), 2,
         ("'precision'", "got 'float8'", "'float32', 'mixed_float16' or 'mixed_bfloat16'")),
+    Row("backend-unknown", train("--data", "digits", "--backend", "torch"), 2,
+        ("'backend'", "got 'torch'", "'tensorflow'", "'jax'")),
+    # the real console script: --backend jax must take effect, which it cannot in this TensorFlow process
+    Row("strategy-multiworker-on-jax", tiny("--data", "digits", "--backend", "jax", "--strategy", "multiworker"), 2,
+        ("'strategy'", "got 'multiworker'", "on the jax backend", '"mirrored"'), process=True),
     Row("pairs-unknown-derive", train("--data", "digits", "--pairs", "blur"), 2,
         ("'pairs.derive'", "got 'blur'", "'downscale', 'mask', 'edges' or 'grayscale'")),
     Row("pairs-option-of-another-derive", train("--data", "digits", "--pairs", "edges", "--set", "pairs.factor=2"), 2,

@@ -11,7 +11,7 @@ between backends lives in one module per backend, with the same names:
 - ``compiled(fn, variables)``: ``fn`` compiled, reading those variables' values at each call;
 - ``snapshot(value)``: a variable's value now, safe from the writes that follow it;
 - ``replicas_in_sync()``, ``mean_over_replicas(value)``, ``multi_worker()``: data parallelism
-  (``tf.distribute`` on TensorFlow; one device on JAX).
+  (``tf.distribute`` on TensorFlow; on JAX ``DataParallel`` leaves the step one global computation).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ step's scope afterwards.
 
 Outside ``fit``, :func:`compiled` runs a measurement the same way under ``jax.jit``.
 
-One device: data parallelism over local devices (``keras.distribution``) is not wired in yet.
+Data parallelism is Keras's (``keras.distribution.DataParallel``, ganframe.distribute): the variables
+are replicated and the batch split over the devices, and the one jitted step is the global batch's.
 """
 
 from __future__ import annotations
@@ -141,20 +142,20 @@ def snapshot(value: Any) -> Any:
 
 
 def has_strategy() -> bool:
-    """False: no ``tf.distribute`` on JAX."""
+    """False: no ``tf.distribute`` on JAX (``DataParallel`` needs nothing of the step's code)."""
     return False
 
 
 def replicas_in_sync() -> int:
-    """1: one device."""
+    """1: even under ``DataParallel``, the step computes the global batch's loss and gradients."""
     return 1
 
 
 def mean_over_replicas(value: Any) -> Any:
-    """``value``: one device."""
+    """``value``: already the global batch's."""
     return value
 
 
 def multi_worker() -> bool:
-    """False: one process."""
+    """False: one process (``multiworker`` is refused on JAX)."""
     return False
