@@ -195,7 +195,9 @@ def _batches(data: Data, labelled: bool, batch_size: int, n_critic: int, seed: i
     def shares(step: tf.Tensor, indices: tf.Tensor) -> dict[str, tf.Tensor]:
         """The step's indices, (n_critic × batch_size,), as each replica's rows of every slice, (replicas, per_replica)."""
         indices = tf.reshape(indices, (n_critic, all_replicas, batch_size // all_replicas))
-        indices = tf.transpose(indices[:, first_replica:first_replica + replicas], (1, 0, 2))
+        # replica-major by stacking, not tf.transpose: oneDNN's int64 transpose logs an error line on CPUs it
+        # takes for having no AVX-512
+        indices = tf.stack([indices[:, replica] for replica in range(first_replica, first_replica + replicas)])
         return {"index": tf.reshape(indices, (replicas, per_replica)),
                 "step": tf.fill((replicas,), step),
                 "replica": tf.range(first_replica, first_replica + replicas, dtype=tf.int64)}
