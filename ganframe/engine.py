@@ -100,6 +100,7 @@ class GAN(_backend.StepAdapter, keras.Model):
         super().__init__(**kwargs)
         self.generator = networks.generator
         self.discriminator = networks.discriminator
+        self._prepare_networks()
         self.latent_dim = networks.latent_dim
         self.output_range = networks.output_range
         self.conditional = networks.conditional

@@ -5,7 +5,8 @@ command's ``--backend``, which sets it). The step's maths (:mod:`ganframe.engine
 (:mod:`ganframe.updates`) and every component are written with ``keras.ops``; what differs
 between backends lives in one module per backend, with the same names:
 
-- ``StepAdapter``: the ``train_step`` Keras's ``fit`` calls, around the engine's ``_step``;
+- ``StepAdapter``: the ``train_step`` Keras's ``fit`` calls, around the engine's ``_step``, and what the
+  backend changes in the networks before the first step (on JAX's CPU: faster transposed convolutions);
 - ``value_and_gradients(compute, variables, scale)``: a loss, its auxiliary outputs and its gradients;
 - ``input_gradients(fn, inputs)``: gradients with respect to inputs (penalties), differentiable again;
 - ``compiled(fn, variables)``: ``fn`` compiled, reading those variables' values at each call;

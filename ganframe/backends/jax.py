@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import keras
 
+from ganframe.backends import jax_conv
+
 #: The scope of the stateless function being traced: the train step, or one :func:`compiled` (None outside).
 _scope: keras.StatelessScope | None = None
 
@@ -55,6 +57,11 @@ class OptimizerPair:
 
 class StepAdapter:
     """What a ``keras.Model`` on JAX needs around the engine's ``_step(data) -> logs``."""
+
+    def _prepare_networks(self) -> None:
+        """Transposed convolutions with a kernel gradient XLA:CPU computes quickly (ganframe.backends.jax_conv)."""
+        for network in (self.generator, self.discriminator):
+            jax_conv.speed_up(network)
 
     def _attach_optimizers(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer) -> None:
         """Let the trainer carry both optimizers' variables in its state (as ``model.optimizer``)."""

@@ -20,6 +20,9 @@ class StepAdapter:
     def train_step(self, data: Any) -> dict[str, Any]:
         return self._step(data)
 
+    def _prepare_networks(self) -> None:
+        """Nothing to do: TensorFlow runs Keras's layers as they are."""
+
     def _attach_optimizers(self, d_optimizer: keras.optimizers.Optimizer, g_optimizer: keras.optimizers.Optimizer) -> None:
         """Nothing to do: the step writes each optimizer's variables in place."""
 
