@@ -60,7 +60,7 @@ def input_gradients(fn: Callable[[Any], Any], inputs: Any) -> Any:
 
 def compiled(fn: Callable[..., Any], variables: Sequence[Any]) -> Callable[..., Any]:
     """``fn`` as a ``tf.function``, reading ``variables`` as they are at each call (as graphs do)."""
-    return tf.function(fn)
+    return tf.function(fn, autograph=False)  # plain tensor code; as in Keras's own step, nothing to convert
 
 
 def snapshot(value: Any) -> Any:
