@@ -40,15 +40,9 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import ganframe
     sys.path.insert(0, %(tests)r)
-    from tinyrun import training_state
-    config = {
-        "arch": "dense", "arch_options": %(arch)r, "data": "digits", "batch_size": 16, "n_critic": 2, "steps": 5,
-        "seed": seed, "d_optimizer": {"name": "sgd", "learning_rate": 0.05},
-        "g_optimizer": {"name": "sgd", "learning_rate": 0.05},
-        "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 5}, "metrics": {"every": 5}},
-        # two replicas also take the guard's cross-replica path; it skips nothing here, so changes no number
-        "divergence": {"enabled": devices > 1},
-    }
+    from tinyrun import MIRRORED_RUN, training_state
+    # two replicas also take the guard's cross-replica path; it skips nothing here, so changes no number
+    config = {**MIRRORED_RUN, "seed": seed, "divergence": {"enabled": devices > 1}}
     for strategy in strategies:
         run = ganframe.train({**config, "strategy": strategy, "out": str(out / strategy)}, progress=False)
         np.savez(out / strategy / "state.npz", **training_state(run.gan))
@@ -63,7 +57,7 @@ SCRIPT = textwrap.dedent("""
             ganframe.train({**config, "strategy": "mirrored", "batch_size": 15, "out": str(out / "odd")})
         except ganframe.ConfigError as error:
             (out / "odd-batch.txt").write_text(str(error))
-""") % {"arch": TINY, "tests": str(Path(__file__).parent)}
+""") % {"tests": str(Path(__file__).parent)}
 
 
 def _env() -> dict[str, str]:

@@ -21,6 +21,15 @@ SPEC = DataSpec((8, 8, 1))  # scikit-learn's digits
 COMPILE = os.environ.get("KERAS_BACKEND", "tensorflow") == "jax"
 TINY = {"g_widths": [16, 32], "d_widths": [32, 16], "latent_dim": 8, "dropout": 0.0}
 
+#: The run the data-parallel tests train over two devices and over one (test_distribute.py on TensorFlow,
+#: test_distribute_jax.py on JAX): no dropout, and SGD keeps each update a plain multiple of the gradient,
+#: so the two differ only by float rounding. Checkpoints every 5 steps; the tests add seed and strategy.
+MIRRORED_RUN = {
+    "arch": "dense", "arch_options": TINY, "data": "digits", "batch_size": 16, "n_critic": 2, "steps": 5,
+    "d_optimizer": {"name": "sgd", "learning_rate": 0.05}, "g_optimizer": {"name": "sgd", "learning_rate": 0.05},
+    "callbacks": {"samples": {"every": 0}, "checkpoint": {"every": 5}, "metrics": {"every": 5}},
+}
+
 
 def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
     """A dense GAN a few layers wide on digits, 6 steps, written to ``tmp_path / "run"``."""
